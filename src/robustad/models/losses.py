@@ -1,0 +1,35 @@
+"""Loss terms, kept apart from the networks so they can be tested on hand-made tensors.
+
+Every per-sample function returns shape (B,); callers average over the batch, which is the
+paper's sum over samples scaled by 1/B (the same minimiser, independent of batch size).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def l2_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """||x_t - x~_t||_2 per sample: the L2,1 norm's summands (not squared)."""
+    return torch.linalg.vector_norm(flat(x) - flat(x_hat), ord=2, dim=1)
+
+
+def squared_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """||x_t - x~_t||_2^2 per sample (the usual autoencoder loss)."""
+    return (flat(x) - flat(x_hat)).pow(2).sum(dim=1)
+
+
+def rsr_projection_error(z: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """||z_t - A^T A z_t||_2 per sample: how far each code lies from the subspace spanned by A's rows."""
+    projected = (z @ A.T) @ A
+    return torch.linalg.vector_norm(z - projected, ord=2, dim=1)
+
+
+def rsr_orthogonality_error(A: torch.Tensor) -> torch.Tensor:
+    """||A A^T - I_d||_F^2: keeps A's rows an orthonormal basis of the recovered subspace."""
+    identity = torch.eye(A.shape[0], device=A.device, dtype=A.dtype)
+    return (A @ A.T - identity).pow(2).sum()

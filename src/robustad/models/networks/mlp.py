@@ -1,0 +1,70 @@
+"""Plain torch MLP building blocks and autoencoder (no Lightning inside: exportable)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(
+    widths: Sequence[int], act: str, batch_norm: bool = False, last_activation: str | None = None
+) -> nn.Sequential:
+    """Linear layers through `widths`; `act` between them, `last_activation` (if any) after the last."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(widths) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(n_out))
+            layers.append(activation(act))
+    if last_activation is not None:
+        layers.append(activation(last_activation))
+    return nn.Sequential(*layers)
+
+
+class MLPAutoencoder(nn.Module):
+    """Flatten -> MLP encoder -> latent -> mirrored MLP decoder -> image shape."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden_dims: Sequence[int] = (256, 64),
+        latent_dim: int = 16,
+        activation: str = "leaky_relu",
+        output_activation: str = "sigmoid",
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"model.net.latent_dim must be >= 1, got {latent_dim}")
+        self.input_shape = tuple(input_shape)
+        n_in = math.prod(self.input_shape)
+        self.encoder = mlp([n_in, *hidden_dims, latent_dim], activation, batch_norm)
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))

@@ -1,0 +1,114 @@
+"""`train(cfg) -> metrics`: the whole run, callable from tests, Hydra or the console script."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from robustad.errors import ConfigError, RobustADError
+
+log = logging.getLogger(__name__)
+
+TEST_CHECKPOINTS = ("last", "best")
+
+
+class ValidationHistory(pl.Callback):
+    """Keeps every epoch's validation metrics: AUROC often peaks early under contamination."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        self.epochs.append(row)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write via a temporary file so a crash never leaves a half-written metrics file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def _check_run_config(cfg: DictConfig) -> str:
+    test_ckpt = cfg.get("test_ckpt", "last")
+    if test_ckpt not in TEST_CHECKPOINTS:
+        raise ConfigError("test_ckpt", test_ckpt, f"one of {list(TEST_CHECKPOINTS)}")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError("seed", seed, "an integer or null")
+    return test_ckpt
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, validate and test one configuration; write and return `metrics.json`'s content."""
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = output_dir / "metrics.json"
+    config_path = output_dir / "config_resolved.yaml"
+    if metrics_path.exists():
+        raise RobustADError(
+            f"{output_dir} already holds a run's metrics.json; refusing to overwrite it. "
+            "Choose another output directory (hydra.run.dir=...)."
+        )
+    metrics: dict[str, Any] = {
+        "status": "running",
+        "task_name": cfg.get("task_name"),
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "dataset": cfg.data.get("dataset"),
+        "seed": cfg.get("seed"),
+        "output_dir": str(output_dir),
+        "config_path": str(config_path),
+    }
+    started = time.perf_counter()
+    try:
+        test_ckpt = _check_run_config(cfg)
+        OmegaConf.save(cfg, config_path, resolve=True)
+        if cfg.get("seed") is not None:
+            pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model)
+        datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
+        metrics["split_sizes"] = datamodule.split_sizes
+        model.run_config = OmegaConf.to_container(cfg, resolve=True)
+        history = ValidationHistory()
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=[*_instantiate_all(cfg.get("callbacks")), history], logger=_instantiate_all(cfg.get("logger")) or False
+        )
+        trainer.fit(model, datamodule=datamodule)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt_path = best if test_ckpt == "best" and best else None
+        if test_ckpt == "best" and not best:
+            log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
+        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        metrics.update({k: float(v) for k, v in test_results[0].items()})
+        metrics["tested_checkpoint"] = ckpt_path or "last weights"
+        metrics["history"] = history.epochs
+        metrics["status"] = "done"
+    except BaseException as exc:
+        metrics["status"] = "failed"
+        metrics["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        metrics["duration_s"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(metrics_path, metrics)
+    return metrics
