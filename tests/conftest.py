@@ -1,0 +1,69 @@
+"""Shared fixtures: small IDX datasets written on the fly and Hydra configs composed in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from robustad.data.idx import write_idx
+from robustad.data.sources import MNIST_FILES
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def synthetic_images(labels: np.ndarray, size: int = 28, seed: int = 0) -> np.ndarray:
+    """Class-dependent uint8 images: a bright bar whose position encodes the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), size, size), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row = 2 + (int(label) * (size - 4)) // 10
+        images[i, row : row + 2, 2 : size - 2] = 255
+    return images
+
+
+def write_mnist_like(root: Path, n_train_per_class: int = 30, n_test_per_class: int = 12, gz: bool = True) -> Path:
+    """Write the four MNIST IDX files under root/MNIST/raw; returns root (the data_dir)."""
+    raw = root / "MNIST" / "raw"
+    suffix = ".gz" if gz else ""
+    for split, per_class, seed in (("train", n_train_per_class, 0), ("test", n_test_per_class, 1)):
+        labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
+        labels = np.random.default_rng(seed).permutation(labels)
+        write_idx(raw / (MNIST_FILES[f"{split}_images"] + suffix), synthetic_images(labels, seed=seed))
+        write_idx(raw / (MNIST_FILES[f"{split}_labels"] + suffix), labels)
+    return root
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    return write_mnist_like(tmp_path / "data")
+
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> ComposeFn:
+    """Compose `configs/train.yaml` with overrides, outputs under tmp_path, as Hydra would."""
+
+    def _make(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides or [], return_hydra_config=True)
+        out = output_dir or tmp_path / "run"
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
+            cfg.paths.log_dir = str(tmp_path / "logs")
+            cfg.hydra.runtime.output_dir = str(out)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield _make
+    GlobalHydra.instance().clear()
