@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,11 +42,24 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their clear message."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, RobustADError):
+            raise cause from None
+        raise
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [build(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def _check_run_config(cfg: DictConfig) -> str:
@@ -84,13 +98,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.save(cfg, config_path, resolve=True)
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model)
+        datamodule = build(cfg.data)
+        model = build(cfg.model)
         datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
         metrics["split_sizes"] = datamodule.split_sizes
         model.run_config = OmegaConf.to_container(cfg, resolve=True)
         history = ValidationHistory()
-        trainer: pl.Trainer = instantiate(
+        trainer: pl.Trainer = build(
             cfg.trainer, callbacks=[*_instantiate_all(cfg.get("callbacks")), history], logger=_instantiate_all(cfg.get("logger")) or False
         )
         trainer.fit(model, datamodule=datamodule)
