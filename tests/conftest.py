@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,14 +29,18 @@ def synthetic_images(labels: np.ndarray, size: int = 28, seed: int = 0) -> np.nd
     return images
 
 
-def write_mnist_like(root: Path, n_train_per_class: int = 30, n_test_per_class: int = 12, gz: bool = True) -> Path:
+def write_mnist_like(
+    root: Path, n_train_per_class: int = 30, n_test_per_class: int = 12, gz: bool = True
+) -> Path:
     """Write the four MNIST IDX files under root/MNIST/raw; returns root (the data_dir)."""
     raw = root / "MNIST" / "raw"
     suffix = ".gz" if gz else ""
     for split, per_class, seed in (("train", n_train_per_class, 0), ("test", n_test_per_class, 1)):
         labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
         labels = np.random.default_rng(seed).permutation(labels)
-        write_idx(raw / (MNIST_FILES[f"{split}_images"] + suffix), synthetic_images(labels, seed=seed))
+        write_idx(
+            raw / (MNIST_FILES[f"{split}_images"] + suffix), synthetic_images(labels, seed=seed)
+        )
         write_idx(raw / (MNIST_FILES[f"{split}_labels"] + suffix), labels)
     return root
 
@@ -43,6 +48,72 @@ def write_mnist_like(root: Path, n_train_per_class: int = 30, n_test_per_class: 
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return write_mnist_like(tmp_path / "data")
+
+
+def write_idx_dataset(
+    folder: Path,
+    files: dict[str, str],
+    classes: list[int],
+    n_train_per_class: int,
+    n_test_per_class: int,
+    transpose: bool = False,
+    gz: bool = True,
+) -> dict[str, np.ndarray]:
+    """Write train/test IDX files for the given label ids; returns the upright arrays written.
+
+    `transpose` stores each image transposed, as EMNIST's files do.
+    """
+    written: dict[str, np.ndarray] = {}
+    suffix = ".gz" if gz else ""
+    for split, per_class, seed in (("train", n_train_per_class, 0), ("test", n_test_per_class, 1)):
+        labels = np.repeat(np.asarray(classes, dtype=np.uint8), per_class)
+        labels = np.random.default_rng(seed).permutation(labels)
+        images = synthetic_images(labels % 10, seed=seed)
+        stored = images.transpose(0, 2, 1) if transpose else images
+        write_idx(folder / (files[f"{split}_images"] + suffix), stored)
+        write_idx(folder / (files[f"{split}_labels"] + suffix), labels)
+        written[f"{split}_images"], written[f"{split}_labels"] = images, labels
+    return written
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny nets: thread start-up costs more than it saves, and far more on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def system_datasets(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point the system dataset folder (/usr/share/datasets) at an empty one: hermetic tests."""
+    from robustad.data import sources
+
+    folder = tmp_path_factory.mktemp("system-datasets")
+    monkeypatch.setattr(sources, "SYSTEM_DATASET_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def fashion_dir(tmp_path: Path) -> Path:
+    """Synthetic Fashion-MNIST (30 train, 12 test images per class) in torchvision's layout."""
+    root = tmp_path / "data"
+    write_idx_dataset(root / "FashionMNIST" / "raw", MNIST_FILES, list(range(10)), 30, 12)
+    return root
+
+
+@pytest.fixture
+def emnist_dir(tmp_path: Path) -> Path:
+    """Synthetic EMNIST byclass (62 classes) and letters (ids 1..26), stored transposed."""
+    from robustad.data.sources import emnist_files
+
+    root = tmp_path / "data"
+    for split, classes in (("byclass", range(62)), ("letters", range(1, 27))):
+        write_idx_dataset(root / "emnist", emnist_files(split), list(classes), 4, 2, transpose=True)
+    return root
 
 
 ComposeFn = Callable[..., DictConfig]

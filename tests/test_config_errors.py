@@ -24,7 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
         (["data.contamination=-0.1"], r"data\.contamination.*-0\.1"),
         (["data.inlier_classes=[12]"], r"data\.inlier_classes.*12.*class ids 0\.\.9"),
         (["data.outlier_classes=[4]"], r"data\.outlier_classes.*disjoint"),
-        (["data.contamination=0.9"], r"data\.contamination.*training outliers requested.*at most \d+"),
+        (
+            ["data.contamination=0.9"],
+            r"data\.contamination.*training outliers requested.*at most \d+",
+        ),
     ],
 )
 def test_bad_values_fail_before_training(make_cfg, overrides: list[str], pattern: str) -> None:
@@ -49,8 +52,17 @@ def test_missing_mnist_lists_places_and_fix(make_cfg, tmp_path: Path) -> None:
 
 def test_cli_prints_one_clear_line_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "train.py", "data=digits", "data.contamination=2", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "train.py",
+            "data=digits",
+            "data.contamination=2",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "error: invalid value for `data.contamination`: 2" in result.stderr

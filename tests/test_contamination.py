@@ -6,17 +6,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_mnist_like
 
 from robustad.data import ContaminatedDataModule
 from robustad.data.sources import load_mnist
 
-from conftest import write_mnist_like
-
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
     kwargs = dict(
-        dataset="mnist", data_dir=str(data_dir), download=False, inlier_classes=[4],
-        contamination=0.25, val_fraction=0.2, seed=0,
+        dataset="mnist",
+        data_dir=str(data_dir),
+        download=False,
+        inlier_classes=[4],
+        contamination=0.25,
+        val_fraction=0.2,
+        seed=0,
     )
     kwargs.update(overrides)
     dm = ContaminatedDataModule(**kwargs)
@@ -87,4 +91,4 @@ def test_batches_are_float_images_in_unit_range(mnist_dir: Path) -> None:
     assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (5, 28, 28)
     batch = dm.on_after_batch_transfer(batch, 0)
     assert batch["image"].shape == (5, 1, 28, 28) and batch["image"].dtype == torch.float32
-    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["image"].min() >= 0.0 and batch["image"].max() <= 1.0

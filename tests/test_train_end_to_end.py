@@ -11,12 +11,14 @@ import pytest
 from robustad.errors import RobustADError
 from robustad.train import train
 
-MODELS = ["ae", "rsrae"]
+MODELS = ["ae", "cae", "vae", "rvae", "rae", "pca", "rsrae", "rsrae_conv"]
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("data", ["digits", "mnist"])
-def test_fast_dev_run_writes_finite_metrics(make_cfg, mnist_dir: Path, model: str, data: str) -> None:
+def test_fast_dev_run_writes_finite_metrics(
+    make_cfg, mnist_dir: Path, model: str, data: str
+) -> None:
     overrides = [f"model={model}", f"data={data}", "debug=fdr", "trainer=cpu"]
     if data == "mnist":
         overrides += [f"data.data_dir={mnist_dir}", "data.download=false", "data.contamination=0.1"]
@@ -43,7 +45,11 @@ def test_short_training_writes_checkpoints_logs_and_history(make_cfg) -> None:
 
 def test_seed_zero_is_honoured(make_cfg, tmp_path: Path) -> None:
     runs = [
-        train(make_cfg(["data=digits", "trainer=cpu", "trainer.max_epochs=1", "seed=0"], tmp_path / f"r{i}"))
+        train(
+            make_cfg(
+                ["data=digits", "trainer=cpu", "trainer.max_epochs=1", "seed=0"], tmp_path / f"r{i}"
+            )
+        )
         for i in range(2)
     ]
     assert runs[0]["test/auroc"] == runs[1]["test/auroc"]

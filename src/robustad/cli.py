@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from robustad.errors import RobustADError
+from robustad.sweeps import is_multirun, record_failure
 
 log = logging.getLogger("robustad")
 
@@ -37,12 +39,21 @@ def summary_line(metrics: dict) -> str:
 
 
 def run_training(cfg: DictConfig) -> float | None:
-    """Run one job; user errors print one clear line (no traceback) and exit non-zero."""
+    """Run one job; user errors print one clear line (no traceback) and exit non-zero.
+
+    Inside a multirun a failed job is recorded instead (its metrics.json says why) and the sweep
+    goes on; `robustad.sweeps.SweepStatusCallback` sets the exit status at the end.
+    """
     from robustad.train import train
 
     try:
         metrics = train(cfg)
-    except RobustADError as exc:
+    except Exception as exc:
+        if is_multirun():
+            record_failure(HydraConfig.get().runtime.output_dir, exc)
+            return None
+        if not isinstance(exc, RobustADError):
+            raise
         print(f"[robustad] error: {exc}", file=sys.stderr)
         sys.exit(1)
     print(summary_line(metrics))
@@ -52,4 +63,6 @@ def run_training(cfg: DictConfig) -> float | None:
 
 def train_main() -> None:
     """Console script `robustad-train`: the same as `python train.py` from the repository root."""
-    hydra.main(version_base="1.3", config_path=str(find_config_dir()), config_name="train")(run_training)()
+    hydra.main(version_base="1.3", config_path=str(find_config_dir()), config_name="train")(
+        run_training
+    )()

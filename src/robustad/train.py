@@ -14,7 +14,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from robustad.callbacks import AnomalyThreshold
 from robustad.errors import ConfigError, RobustADError
+from robustad.models.health import hand_over_gradient_clipping
+from robustad.sweeps import archive_previous_attempt, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,9 @@ class ValidationHistory(pl.Callback):
         if trainer.sanity_checking:
             return
         row: dict[str, float] = {"epoch": trainer.current_epoch}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        row.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        )
         self.epochs.append(row)
 
 
@@ -59,7 +64,11 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
     if not group:
         return []
-    return [build(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        build(node)
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def _check_run_config(cfg: DictConfig) -> str:
@@ -72,17 +81,43 @@ def _check_run_config(cfg: DictConfig) -> str:
     return test_ckpt
 
 
+def _resume_flag(cfg: DictConfig) -> bool:
+    resume = cfg.get("resume", False)
+    if not isinstance(resume, bool):
+        raise ConfigError("resume", resume, "true or false")
+    return resume
+
+
+def _previous_run(resume: bool, output_dir: Path) -> dict[str, Any] | None:
+    """With `resume=true`, a finished run's metrics (the job is skipped), else None after keeping
+    the unfinished run's files under another name. Without it, refuse: nothing is overwritten."""
+    if not resume:
+        raise RobustADError(
+            f"{output_dir} already holds a run's metrics.json; refusing to overwrite it. "
+            "Choose another output directory (hydra.run.dir=...), or pass resume=true to skip "
+            "finished runs and retry failed ones."
+        )
+    previous = read_metrics(output_dir / "metrics.json")
+    status = previous.get("status", "unknown") if previous else "unreadable"
+    if previous is not None and status == "done":
+        log.info("resume: %s already finished; skipping it", output_dir)
+        return {**previous, "output_dir": str(output_dir), "skipped": True}
+    archived = archive_previous_attempt(output_dir, status)
+    log.info("resume: retrying %s; the %s attempt is kept as %s", output_dir, status, archived.name)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, validate and test one configuration; write and return `metrics.json`'s content."""
     output_dir = Path(cfg.paths.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = output_dir / "metrics.json"
     config_path = output_dir / "config_resolved.yaml"
+    resume = _resume_flag(cfg)
     if metrics_path.exists():
-        raise RobustADError(
-            f"{output_dir} already holds a run's metrics.json; refusing to overwrite it. "
-            "Choose another output directory (hydra.run.dir=...)."
-        )
+        previous = _previous_run(resume, output_dir)
+        if previous is not None:
+            return previous
     metrics: dict[str, Any] = {
         "status": "running",
         "task_name": cfg.get("task_name"),
@@ -102,19 +137,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model = build(cfg.model)
         datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
         metrics["split_sizes"] = datamodule.split_sizes
+        metrics["split_details"] = datamodule.split_details
         model.run_config = OmegaConf.to_container(cfg, resolve=True)
         history = ValidationHistory()
         trainer: pl.Trainer = build(
-            cfg.trainer, callbacks=[*_instantiate_all(cfg.get("callbacks")), history], logger=_instantiate_all(cfg.get("logger")) or False
+            cfg.trainer,
+            callbacks=[*_instantiate_all(cfg.get("callbacks")), history],
+            logger=_instantiate_all(cfg.get("logger")) or False,
+            **hand_over_gradient_clipping(
+                model, cfg.trainer
+            ),  # manual optimisation clips in the module
         )
         trainer.fit(model, datamodule=datamodule)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        )
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best if test_ckpt == "best" and best else None
         if test_ckpt == "best" and not best:
             log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
-        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        test_results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False
+        )
         metrics.update({k: float(v) for k, v in test_results[0].items()})
+        threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
+        if threshold is not None and threshold.report:
+            metrics.update(threshold.report)  # adds the confusion matrix and threshold method
         metrics["tested_checkpoint"] = ckpt_path or "last weights"
         metrics["history"] = history.epochs
         metrics["status"] = "done"

@@ -1,4 +1,17 @@
-"""Sampling of contaminated splits: pure functions over labels, deterministic under a seed."""
+"""Sampling of contaminated splits for each protocol: pure functions over labels, seeded.
+
+Protocols (`data.protocol`):
+- `inductive`: train and validation from the official train split (disjoint), test from the test
+  split, each with the requested share of outliers.
+- `transductive` (RSRAE's code): one set, drawn from the official test split, is fitted and scored:
+  every image of the inlier classes plus outliers.
+- `unimodal` (RaPP): validation and test hold as many outliers as inliers.
+- `multimodal` (RaPP): validation and test hold every held-out image of the outlier classes.
+
+Outliers are images of other classes, or (`outlier_source=corruption`) inlier-class images that
+will be corrupted: then each split's inlier pool is divided into clean inliers and outliers, so
+no image appears both clean and corrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from robustad.errors import ConfigError
+
+PROTOCOLS = ("inductive", "transductive", "unimodal", "multimodal")
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,32 @@ class Split:
         return int(self.is_outlier.sum())
 
 
+@dataclass(frozen=True)
+class Amount:
+    """How many outliers a split gets: a fraction of it, outliers per inlier, or all there are."""
+
+    key: str  # the config key that set it, named in errors
+    kind: str  # "fraction" | "ratio" | "all"
+    value: float = 0.0
+
+    def outliers_for(self, n_inliers: int, pool: int) -> int:
+        if self.kind == "all":
+            return pool
+        if self.kind == "ratio":
+            return round(self.value * n_inliers)
+        return round(self.value * n_inliers / (1.0 - self.value))
+
+    def share(self) -> float:
+        """Outliers as a fraction of the split (for dividing one pool into inliers and outliers)."""
+        if self.kind == "all":
+            raise ValueError("`all` has no fixed share")
+        return self.value if self.kind == "fraction" else self.value / (1.0 + self.value)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.kind != "all" and self.value == 0.0
+
+
 def check_contamination(key: str, value: float) -> float:
     """Contamination is a fraction of outliers: 0 <= c < 1."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
@@ -33,27 +74,54 @@ def check_contamination(key: str, value: float) -> float:
     return float(value)
 
 
-def outliers_for(n_inliers: int, contamination: float) -> int:
-    """Number of outliers that makes them `contamination` of the whole set."""
-    return round(contamination * n_inliers / (1.0 - contamination))
+def check_ratio(key: str, value: float) -> float:
+    """An outlier ratio is outliers per inlier (RSRAE's c): any finite value >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.0 <= value < float("inf")
+    ):
+        raise ConfigError(
+            key, value, "outliers per inlier, a finite number >= 0 (e.g. 0.1 ... 0.9)"
+        )
+    return float(value)
 
 
 def class_pool(labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     return torch.nonzero(torch.isin(labels, torch.as_tensor(list(classes))), as_tuple=True)[0]
 
 
-def draw(pool: torch.Tensor, n: int, generator: torch.Generator, what: str, key: str) -> torch.Tensor:
+def shuffled(pool: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return pool[torch.randperm(len(pool), generator=generator)]
+
+
+def draw(
+    pool: torch.Tensor, n: int, generator: torch.Generator, what: str, key: str
+) -> torch.Tensor:
     """Draw `n` indices from `pool` without replacement, or say how many exist."""
     if n > len(pool):
         raise ConfigError(
             key,
             f"{n} {what} requested",
-            f"at most {len(pool)} {what} exist for this class selection; lower the contamination",
+            f"at most {len(pool)} {what} exist for this class selection; "
+            "lower the contamination or ratio",
         )
     return pool[torch.randperm(len(pool), generator=generator)[:n]]
 
 
-def assemble(source: str, inliers: torch.Tensor, outliers: torch.Tensor, generator: torch.Generator) -> Split:
+def divide(pool: torch.Tensor, amount: Amount, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a shuffled pool into inliers and outliers-to-corrupt with the requested share."""
+    n_out = round(amount.share() * len(pool))
+    if n_out >= len(pool) and len(pool) > 0:
+        raise ConfigError(
+            amount.key, amount.value, f"a share that leaves some inliers in the {what} split"
+        )
+    return pool[: len(pool) - n_out], pool[len(pool) - n_out :]
+
+
+def assemble(
+    source: str, inliers: torch.Tensor, outliers: torch.Tensor, generator: torch.Generator
+) -> Split:
     """Concatenate inliers and outliers and shuffle them together."""
     indices = torch.cat([inliers, outliers])
     is_outlier = torch.cat(
@@ -63,40 +131,87 @@ def assemble(source: str, inliers: torch.Tensor, outliers: torch.Tensor, generat
     return Split(source, indices[order], is_outlier[order])
 
 
-def inductive_splits(
+def _require_inliers(pool: torch.Tensor, source: str) -> None:
+    if len(pool) == 0:
+        raise ConfigError(
+            "data.inlier_classes", "no images", f"classes that have images in the {source} split"
+        )
+
+
+def held_out_splits(
     train_labels: torch.Tensor,
     test_labels: torch.Tensor,
     inlier_classes: Sequence[int],
-    outlier_classes: Sequence[int],
-    contamination: float,
-    eval_contamination: float,
+    outlier_classes: Sequence[int] | None,
+    train_amount: Amount,
+    eval_amount: Amount,
     val_fraction: float,
     seed: int,
 ) -> dict[str, Split]:
-    """Train and val from the official train split (disjoint), test from the test split.
+    """Inductive, unimodal, multimodal: train and val from the train split, test from test.
 
-    Every inlier of the pool is used; outliers are added so that they make up the requested
-    fraction of each split. Validation gets `val_fraction` of both pools, set aside first.
+    Every inlier of the pool is used; validation gets `val_fraction` of both pools, set aside
+    first. `outlier_classes=None` means corrupted inliers (each pool divided, not added to).
     """
     generator = torch.Generator().manual_seed(seed)
-    inliers = class_pool(train_labels, inlier_classes)
-    outliers = class_pool(train_labels, outlier_classes)
-    inliers = inliers[torch.randperm(len(inliers), generator=generator)]
-    outliers = outliers[torch.randperm(len(outliers), generator=generator)]
+    inliers = shuffled(class_pool(train_labels, inlier_classes), generator)
+    _require_inliers(inliers, "train")
     n_val_in = round(len(inliers) * val_fraction)
-    n_val_out_pool = round(len(outliers) * val_fraction)
     val_in, train_in = inliers[:n_val_in], inliers[n_val_in:]
-    val_out_pool, train_out_pool = outliers[:n_val_out_pool], outliers[n_val_out_pool:]
-
-    key = "data.contamination"
-    train_out = draw(train_out_pool, outliers_for(len(train_in), contamination), generator, "training outliers", key)
-    eval_key = "data.eval_contamination"
-    val_out = draw(val_out_pool, outliers_for(len(val_in), eval_contamination), generator, "validation outliers", eval_key)
     test_in = class_pool(test_labels, inlier_classes)
-    test_out_pool = class_pool(test_labels, outlier_classes)
-    test_out = draw(test_out_pool, outliers_for(len(test_in), eval_contamination), generator, "test outliers", eval_key)
+    _require_inliers(test_in, "test")
+    if outlier_classes is None:  # corruption: outliers come out of each split's own inliers
+        train_in, train_out = divide(train_in, train_amount, "training")
+        val_in, val_out = divide(val_in, eval_amount, "validation")
+        test_in, test_out = divide(shuffled(test_in, generator), eval_amount, "test")
+    else:
+        outliers = shuffled(class_pool(train_labels, outlier_classes), generator)
+        n_val_out_pool = round(len(outliers) * val_fraction)
+        val_out_pool, train_out_pool = outliers[:n_val_out_pool], outliers[n_val_out_pool:]
+        train_out = draw(
+            train_out_pool,
+            train_amount.outliers_for(len(train_in), len(train_out_pool)),
+            generator,
+            "training outliers",
+            train_amount.key,
+        )
+        val_out = draw(
+            val_out_pool,
+            eval_amount.outliers_for(len(val_in), len(val_out_pool)),
+            generator,
+            "validation outliers",
+            eval_amount.key,
+        )
+        test_out_pool = class_pool(test_labels, outlier_classes)
+        test_out = draw(
+            test_out_pool,
+            eval_amount.outliers_for(len(test_in), len(test_out_pool)),
+            generator,
+            "test outliers",
+            eval_amount.key,
+        )
     return {
         "train": assemble("train", train_in, train_out, generator),
         "val": assemble("train", val_in, val_out, generator),
         "test": assemble("test", test_in, test_out, generator),
     }
+
+
+def transductive_split(
+    test_labels: torch.Tensor,
+    inlier_classes: Sequence[int],
+    outlier_classes: Sequence[int] | None,
+    amount: Amount,
+    seed: int,
+) -> Split:
+    """RSRAE's protocol: every test image of the inlier classes plus outliers, fitted and scored."""
+    generator = torch.Generator().manual_seed(seed)
+    inliers = class_pool(test_labels, inlier_classes)
+    _require_inliers(inliers, "test")
+    if outlier_classes is None:
+        inliers, outliers = divide(shuffled(inliers, generator), amount, "transductive")
+    else:
+        pool = class_pool(test_labels, outlier_classes)
+        n = amount.outliers_for(len(inliers), len(pool))
+        outliers = draw(pool, n, generator, "outliers", amount.key)
+    return assemble("test", inliers, outliers, generator)

@@ -1,25 +1,45 @@
-"""LightningDataModule for outlier-contaminated image sets, batched by tensor slicing."""
+"""LightningDataModule for outlier-contaminated image sets, batched by tensor indexing.
+
+Each split is one uint8 tensor; a batch is gathered with one index tensor (one randperm per
+epoch, no per-sample Python) and turned into float in [0, 1] after the transfer. When training
+on an accelerator the split tensors are moved there once, so batches never cross the bus.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler
 
-from robustad.data.contamination import Split, check_contamination, inductive_splits
-from robustad.data.sources import SOURCES, ImageSet
+from robustad.data.classes import complete_selection, resolve_classes
+from robustad.data.contamination import (
+    PROTOCOLS,
+    Amount,
+    Split,
+    check_contamination,
+    check_ratio,
+    held_out_splits,
+    transductive_split,
+)
+from robustad.data.corruptions import check_corruptions, corrupt
+from robustad.data.sources import EMNIST_SPLITS, SOURCES, ImageSet
 from robustad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+OUTLIER_SOURCES = ("classes", "corruption")
+# Keep a split on the GPU only while it takes at most this share of the free memory.
+_DEVICE_MEMORY_SHARE = 0.5
+
 
 class IndexedImages:
-    """A split held as one uint8 tensor; indexing with a list of indices returns a whole batch."""
+    """A split held as one uint8 tensor; indexing with an index tensor returns a whole batch."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> None:
         self.images, self.targets, self.labels = images, targets, labels
@@ -27,20 +47,53 @@ class IndexedImages:
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: list[int]) -> dict[str, torch.Tensor]:
-        index_tensor = torch.as_tensor(index)
+    def __getitem__(self, index: torch.Tensor | list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(index, device=self.images.device)
+        # index_select is a plain row copy, far cheaper per batch than advanced indexing.
         return {
-            "image": self.images[index_tensor],
-            "target": self.targets[index_tensor],
-            "label": self.labels[index_tensor],
+            "image": self.images.index_select(0, index),
+            "target": self.targets.index_select(0, index),
+            "label": self.labels.index_select(0, index),
         }
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            t.element_size() * t.nelement() for t in (self.images, self.targets, self.labels)
+        )
+
+    def to(self, device: torch.device) -> IndexedImages:
+        return IndexedImages(
+            self.images.to(device), self.targets.to(device), self.labels.to(device)
+        )
+
+
+class IndexBatches(Sampler[torch.Tensor]):
+    """Yields the index tensor of each batch: one permutation per epoch, made where the data is.
+
+    The permutation draws from torch's global generator, so the batch order follows the
+    training seed while the split contents follow `data.seed`.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, device: torch.device) -> None:
+        self.n, self.batch_size, self.shuffle, self.device = n, batch_size, shuffle, device
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            order = torch.randperm(self.n, device=self.device)
+        else:
+            order = torch.arange(self.n, device=self.device)
+        return iter(order.split(self.batch_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
 
 
 class ContaminatedDataModule(pl.LightningDataModule):
-    """Inlier classes plus sampled outliers; the training split itself is contaminated.
+    """Inlier classes plus sampled outliers, split by an evaluation protocol.
 
     Labels travel with each batch only so that validation and test can be scored:
-    `target` is 1 for outliers (the positive class), `label` the original class.
+    `target` is 1 for outliers / novel images (the positive class), `label` the original class.
     """
 
     def __init__(
@@ -48,9 +101,9 @@ class ContaminatedDataModule(pl.LightningDataModule):
         dataset: str = "mnist",
         data_dir: str = "data",
         image_shape: Sequence[int] = (1, 28, 28),
-        inlier_classes: Sequence[int] = (4,),
-        outlier_classes: Sequence[int] | None = None,
-        contamination: float = 0.06,
+        inlier_classes: Sequence[int | str] | int | str | None = (4,),
+        outlier_classes: Sequence[int | str] | int | str | None = None,
+        contamination: float | None = 0.06,
         eval_contamination: float | None = None,
         val_fraction: float = 0.1,
         batch_size: int = 128,
@@ -58,32 +111,54 @@ class ContaminatedDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         download: bool = True,
+        protocol: str = "inductive",
+        outlier_ratio: float | None = None,
+        outlier_source: str = "classes",
+        corruptions: Sequence[str] | str | None = None,
+        severity: int = 3,
+        emnist_split: str = "byclass",
     ) -> None:
         super().__init__()
         if dataset not in SOURCES:
             raise ConfigError("data.dataset", dataset, f"one of {sorted(SOURCES)}")
-        self.dataset = dataset
+        if emnist_split not in EMNIST_SPLITS:
+            raise ConfigError("data.emnist_split", emnist_split, f"one of {list(EMNIST_SPLITS)}")
+        if protocol not in PROTOCOLS:
+            raise ConfigError("data.protocol", protocol, f"one of {list(PROTOCOLS)}")
+        if outlier_source not in OUTLIER_SOURCES:
+            raise ConfigError(
+                "data.outlier_source", outlier_source, f"one of {list(OUTLIER_SOURCES)}"
+            )
+        self.dataset, self.emnist_split, self.protocol = dataset, emnist_split, protocol
+        self.outlier_source = outlier_source
         self.data_dir = Path(data_dir)
         self.image_shape = tuple(int(n) for n in image_shape)
-        self.inlier_classes = self._class_list("data.inlier_classes", inlier_classes)
-        if not self.inlier_classes:
-            raise ConfigError("data.inlier_classes", inlier_classes, "a non-empty list of class ids")
-        self.outlier_classes = (
-            None if outlier_classes is None else self._class_list("data.outlier_classes", outlier_classes)
+        self.class_names = SOURCES[dataset].class_names(emnist_split)
+        self._select_classes(inlier_classes, outlier_classes)
+        self.train_amount, self.eval_amount = self._amounts(
+            contamination, outlier_ratio, eval_contamination
         )
-        self.contamination = check_contamination("data.contamination", contamination)
-        eval_value = contamination if eval_contamination is None else eval_contamination
-        self.eval_contamination = check_contamination("data.eval_contamination", eval_value)
-        if self.eval_contamination == 0.0:
+        self.corruptions: list[str] = []
+        self.severity = severity
+        if outlier_source == "corruption":
+            if protocol == "multimodal":
+                raise ConfigError(
+                    "data.outlier_source",
+                    outlier_source,
+                    "`classes` with data.protocol=multimodal (one class is novel)",
+                )
+            self.corruptions = check_corruptions(corruptions, severity)
+            self.severity = int(severity)
+        elif corruptions is not None:
             raise ConfigError(
-                "data.eval_contamination",
-                eval_value,
-                "a fraction > 0 (validation and test need outliers to be scored); "
-                "with data.contamination=0 set data.eval_contamination explicitly",
+                "data.corruptions", corruptions, "null unless data.outlier_source=corruption"
             )
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError("data.val_fraction", val_fraction, "a fraction with 0 < value < 1")
-        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        for key, value in (
+            ("data.batch_size", batch_size),
+            ("data.eval_batch_size", eval_batch_size),
+        ):
             if int(value) < 1:
                 raise ConfigError(key, value, "a positive integer")
         if int(num_workers) < 0:
@@ -92,37 +167,107 @@ class ContaminatedDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.seed, self.download = int(num_workers), int(seed), download
         self.splits: dict[str, IndexedImages] = {}
+        self.plan: dict[str, Split] = {}  # which source images each split holds, for inspection
         self.split_sizes: dict[str, dict[str, int]] = {}
+        self.split_details: dict[str, dict[str, Any]] = {}
+        self._on_device: dict[int, IndexedImages] = {}
 
-    @staticmethod
-    def _class_list(key: str, classes: Any) -> list[int]:
-        if isinstance(classes, int | str):
-            classes = [classes]
-        try:
-            return [int(c) for c in classes]
-        except (TypeError, ValueError):
-            raise ConfigError(key, classes, "a list of integer class ids") from None
+    # --- configuration checks (no data read) ----------------------------------------------
+    def _select_classes(self, inlier_classes: Any, outlier_classes: Any) -> None:
+        names, dataset = self.class_names, self.dataset
+        inliers = resolve_classes("data.inlier_classes", inlier_classes, names, dataset)
+        outliers = resolve_classes("data.outlier_classes", outlier_classes, names, dataset)
+        if self.outlier_source == "corruption":
+            if outliers is not None:
+                raise ConfigError(
+                    "data.outlier_classes",
+                    outlier_classes,
+                    "null with data.outlier_source=corruption",
+                )
+            if inliers is None:
+                raise ConfigError(
+                    "data.inlier_classes",
+                    None,
+                    "a list of classes (the images to keep and corrupt)",
+                )
+            self.inlier_classes, self.outlier_classes = inliers, None
+        else:
+            self.inlier_classes, self.outlier_classes = complete_selection(
+                inliers, outliers, len(names)
+            )
 
+    def _amounts(
+        self,
+        contamination: float | None,
+        outlier_ratio: float | None,
+        eval_contamination: float | None,
+    ) -> tuple[Amount, Amount]:
+        """Training and evaluation outlier amounts; protocols but inductive fix the latter."""
+        if contamination is not None and outlier_ratio is not None:
+            raise ConfigError(
+                "data.outlier_ratio",
+                outlier_ratio,
+                "null when data.contamination is set (set data.contamination: null)",
+            )
+        if contamination is None and outlier_ratio is None:
+            raise ConfigError(
+                "data.contamination",
+                None,
+                "a fraction 0 <= value < 1, or null with data.outlier_ratio set",
+            )
+        if contamination is not None:
+            train = Amount(
+                "data.contamination",
+                "fraction",
+                check_contamination("data.contamination", contamination),
+            )
+            same = Amount("data.eval_contamination", "fraction", train.value)
+        else:
+            train = Amount(
+                "data.outlier_ratio", "ratio", check_ratio("data.outlier_ratio", outlier_ratio)
+            )
+            same = train
+        if self.protocol != "inductive" and eval_contamination is not None:
+            raise ConfigError(
+                "data.eval_contamination",
+                eval_contamination,
+                f"null with data.protocol={self.protocol} (the protocol fixes it)",
+            )
+        if self.protocol == "transductive":
+            if train.is_zero:
+                raise ConfigError(
+                    train.key,
+                    train.value,
+                    "a value > 0: the transductive set is scored, so it needs outliers",
+                )
+            return train, train
+        if self.protocol == "unimodal":
+            return train, Amount("data.protocol", "ratio", 1.0)
+        if self.protocol == "multimodal":
+            return train, Amount("data.protocol", "all")
+        if eval_contamination is None:
+            evaluation = same
+        else:
+            value = check_contamination("data.eval_contamination", eval_contamination)
+            evaluation = Amount("data.eval_contamination", "fraction", value)
+        if evaluation.is_zero:
+            raise ConfigError(
+                "data.eval_contamination",
+                eval_contamination if eval_contamination is not None else train.value,
+                "a fraction > 0 (validation and test need outliers to be scored); "
+                "with data.contamination=0 set data.eval_contamination explicitly",
+            )
+        return train, evaluation
+
+    @property
+    def train_contamination(self) -> float:
+        """The realised share of outliers in the training split (after setup), from either key."""
+        sizes = self.split_sizes["train"]
+        return sizes["outliers"] / sizes["n"]
+
+    # --- sampling -----------------------------------------------------------------------
     def _load(self) -> ImageSet:
-        return SOURCES[self.dataset](data_dir=self.data_dir, download=self.download)
-
-    def _resolve_classes(self, n_classes: int) -> list[int]:
-        allowed = f"class ids 0..{n_classes - 1}"
-        for key, classes in (("data.inlier_classes", self.inlier_classes), ("data.outlier_classes", self.outlier_classes or [])):
-            bad = [c for c in classes if not 0 <= c < n_classes]
-            if bad:
-                raise ConfigError(key, bad, f"{allowed} for dataset {self.dataset}")
-        outliers = (
-            [c for c in range(n_classes) if c not in self.inlier_classes]
-            if self.outlier_classes is None
-            else self.outlier_classes
-        )
-        overlap = sorted(set(outliers) & set(self.inlier_classes))
-        if overlap:
-            raise ConfigError("data.outlier_classes", self.outlier_classes, f"classes disjoint from data.inlier_classes (both hold {overlap})")
-        if not outliers:
-            raise ConfigError("data.outlier_classes", self.outlier_classes, "a non-empty pool of outlier classes")
-        return outliers
+        return SOURCES[self.dataset].load(self.data_dir, self.download, self.emnist_split)
 
     def setup(self, stage: str | None = None) -> None:
         """Load once and sample every split; later calls (Lightning calls it per stage) reuse it."""
@@ -130,38 +275,119 @@ class ContaminatedDataModule(pl.LightningDataModule):
             return
         images = self._load()
         if images.image_shape != self.image_shape:
-            raise ConfigError("data.image_shape", list(self.image_shape), f"{list(images.image_shape)} for dataset {self.dataset}")
-        outlier_classes = self._resolve_classes(len(images.class_names))
-        splits = inductive_splits(
-            images.train_labels,
-            images.test_labels,
-            self.inlier_classes,
-            outlier_classes,
-            self.contamination,
-            self.eval_contamination,
-            self.val_fraction,
-            self.seed,
+            raise ConfigError(
+                "data.image_shape",
+                list(self.image_shape),
+                f"{list(images.image_shape)} for dataset {self.dataset}",
+            )
+        sources = {
+            "train": (images.train_images, images.train_labels),
+            "test": (images.test_images, images.test_labels),
+        }
+        if self.protocol == "transductive":
+            split = transductive_split(
+                images.test_labels,
+                self.inlier_classes,
+                self.outlier_classes,
+                self.train_amount,
+                self.seed,
+            )
+            shared = self._materialise("test", split, *sources["test"], stream=0)
+            self.splits = {"train": shared, "val": shared, "test": shared}
+            self.split_details = dict.fromkeys(self.splits, self.split_details["test"])
+            self.plan = dict.fromkeys(self.splits, split)
+        else:
+            self.plan = held_out_splits(
+                images.train_labels,
+                images.test_labels,
+                self.inlier_classes,
+                self.outlier_classes,
+                self.train_amount,
+                self.eval_amount,
+                self.val_fraction,
+                self.seed,
+            )
+            for stream, (name, split) in enumerate(self.plan.items()):
+                self.splits[name] = self._materialise(
+                    name, split, *sources[split.source], stream=stream
+                )
+        self.split_sizes = {
+            name: {"n": len(split), "outliers": split.n_outliers}
+            for name, split in self.plan.items()
+        }
+        log.info(
+            "%s, protocol %s, inliers %s, outliers %s: %s",
+            self.dataset,
+            self.protocol,
+            [self.class_names[c] for c in self.inlier_classes],
+            self.corruptions
+            if self.outlier_source == "corruption"
+            else [self.class_names[c] for c in self.outlier_classes or []],
+            self.split_details,
         )
-        sources = {"train": (images.train_images, images.train_labels), "test": (images.test_images, images.test_labels)}
-        for name, split in splits.items():
-            self.splits[name] = self._materialise(split, *sources[split.source])
-            self.split_sizes[name] = {"n": len(split), "outliers": split.n_outliers}
-        log.info("%s splits (inliers %s): %s", self.dataset, self.inlier_classes, self.split_sizes)
 
-    @staticmethod
-    def _materialise(split: Split, images: torch.Tensor, labels: torch.Tensor) -> IndexedImages:
-        return IndexedImages(images[split.indices], split.is_outlier.long(), labels[split.indices])
+    def _materialise(
+        self, name: str, split: Split, images: torch.Tensor, labels: torch.Tensor, stream: int
+    ) -> IndexedImages:
+        """Gather the split's images once; corrupt its outliers with a generator of its own."""
+        x, y = images[split.indices], labels[split.indices]
+        details: dict[str, Any] = {
+            "source": split.source,
+            "n": len(split),
+            "inliers": len(split) - split.n_outliers,
+            "outliers": split.n_outliers,
+        }
+        if self.outlier_source == "corruption" and split.n_outliers:
+            rows = torch.nonzero(split.is_outlier, as_tuple=True)[0]
+            generator = torch.Generator().manual_seed(self.seed * 4 + stream + 1)
+            x[rows], which = corrupt(x[rows], self.corruptions, self.severity, generator)
+            details["corruptions"] = {
+                c: int((which == i).sum()) for i, c in enumerate(self.corruptions)
+            }
+        self.split_details[name] = details
+        return IndexedImages(x, split.is_outlier.long(), y)
+
+    # --- loading ------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
+
+    def _placed(self, data: IndexedImages, device: torch.device) -> IndexedImages:
+        """The split on `device`, moved once and reused by every later loader (fit, test)."""
+        if device.type == "cpu":
+            return data
+        key = id(data)
+        if key not in self._on_device:
+            fits = True
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                fits = data.nbytes <= _DEVICE_MEMORY_SHARE * free
+            self._on_device[key] = data.to(device) if fits else data
+            log.info(
+                "split of %.1f MB %s on %s",
+                data.nbytes / 2**20,
+                "placed" if fits else "kept on CPU, not",
+                device,
+            )
+        return self._on_device[key]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        data = self.splits[name]
-        sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
-        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        device = self._device()
+        data = self._placed(self.splits[name], device)
+        on_accelerator = data.images.device.type != "cpu"
+        workers = 0 if on_accelerator else self.num_workers  # workers cannot index GPU tensors
         return DataLoader(
             data,
-            sampler=BatchSampler(sampler, batch_size, drop_last=False),
+            sampler=IndexBatches(
+                len(data),
+                self.batch_size if shuffle else self.eval_batch_size,
+                shuffle,
+                data.images.device,
+            ),
             batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            pin_memory=device.type == "cuda" and not on_accelerator,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -173,8 +399,9 @@ class ContaminatedDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
-        """Convert uint8 to float in [0, 1] after the transfer: 4x less to copy, one tensor op."""
-        images = batch["image"]
-        batch["image"] = images.unsqueeze(1).float().div_(255.0)
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        """Convert uint8 to float in [0, 1] where the batch now is: 4x less to move, one op."""
+        batch["image"] = batch["image"].unsqueeze(1) / 255.0  # uint8 / float -> float32, one kernel
         return batch

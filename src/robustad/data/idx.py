@@ -51,7 +51,11 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: IDX length mismatch, header says shape {shape} ({expected} bytes) "
             f"but the file has {len(raw)} bytes (truncated or corrupt)"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:
@@ -61,7 +65,9 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     big_endian = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
     code = _DTYPE_CODES.get(np.dtype(big_endian))
     if code is None:
-        raise ValueError(f"dtype {array.dtype} has no IDX code; allowed: {sorted(map(str, _DTYPE_CODES))}")
+        raise ValueError(
+            f"dtype {array.dtype} has no IDX code; allowed: {sorted(map(str, _DTYPE_CODES))}"
+        )
     header = bytes([0, 0, code, array.ndim]) + b"".join(
         int(n).to_bytes(4, "big") for n in array.shape
     )

@@ -1,25 +1,27 @@
-"""Plain autoencoder: squared reconstruction loss, reconstruction-error score."""
+"""Deterministic autoencoders (MLP `ae`, convolutional `cae`, residual `rae`): squared
+reconstruction loss, reconstruction-error or RaPP score."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from robustad.models import losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
-from robustad.models.networks import MLPAutoencoder
 
 
 class AEModule(AnomalyModule):
-    """Thin Lightning wrapper over a plain torch autoencoder."""
+    """Thin Lightning wrapper over any torch autoencoder whose forward returns x~."""
 
     def __init__(
         self,
-        net: MLPAutoencoder,
+        net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         score: str = "l2",
+        rapp_components: int | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score)
+        super().__init__(net, optimizer, scheduler, score, rapp_components)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ depends on (score convention, metrics, schedule) lives here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,7 +16,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from robustad.errors import ConfigError
-from robustad.models import losses
+from robustad.models import health, losses, rapp
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -24,7 +24,25 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SCORES: dict[str, ScoreFn] = {
     "l2": losses.l2_error,
     "squared": losses.squared_error,
+    "l21": losses.l21_error,
+    "l1": losses.l1_error,
+    "cosine": losses.cosine_error,
 }
+
+# Scores from hidden activations (RaPP), for every network with `hidden_activations(x)`.
+FEATURE_SCORES = ("rapp_sap", "rapp_nap")
+
+
+def metric_input(scores: torch.Tensor) -> torch.Tensor:
+    """Scores mapped into [0, 1] by a strictly increasing map, in float64 (AUROC/AP unchanged).
+
+    torchmetrics treats predictions outside [0, 1] as logits and applies a float32 sigmoid, which
+    saturates: every score above ~17 became 1.0 and tied, so large scores (RaPP, summed errors)
+    collapsed to AUROC 0.5.
+    """
+    s = scores.double()
+    return 0.5 + 0.5 * s / (1.0 + s.abs())
+
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -33,17 +51,27 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 class AnomalyModule(pl.LightningModule):
     """Base for every detector: outliers are the positive class, one score per sample."""
 
+    # Model-specific score names, handled by the subclass's `anomaly_score` (e.g. VAE's neg_elbo).
+    EXTRA_SCORES: tuple[str, ...] = ()
+
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         score: str = "l2",
+        rapp_components: int | None = None,
     ) -> None:
         super().__init__()
-        if score not in SCORES:
-            raise ConfigError("model.score", score, f"one of {sorted(SCORES)}")
+        allowed = sorted([*SCORES, *FEATURE_SCORES, *self.EXTRA_SCORES])
+        if score not in allowed:
+            raise ConfigError("model.score", score, f"one of {allowed}")
+        k = rapp_components
+        if k is not None and (isinstance(k, bool) or int(k) < 1):
+            raise ConfigError("model.rapp_components", k, "null (all) or an integer >= 1")
         self.net = net
+        # RaPP NAP: training-set statistics of the activation differences (buffers: checkpointed).
+        self.nap = rapp.NAPStatistics(rapp_components) if score == "rapp_nap" else None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.score_name = score
@@ -51,6 +79,9 @@ class AnomalyModule(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.run_config: dict[str, Any] | None = None
+        # Scores of the latest val/test batch, read by callbacks (thresholds, TensorBoard) so they
+        # need no second pass over the data.
+        self.last_scores: torch.Tensor | None = None
 
     # --- what each model provides -------------------------------------------------------
     def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,6 +91,15 @@ class AnomalyModule(pl.LightningModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, k) latent codes (TensorBoard's embedding projector); default: the net's `encode`."""
+        encode = getattr(self.net, "encode", None)
+        if encode is None:
+            raise NotImplementedError(
+                f"{type(self.net).__name__} has no encode(x); override encode()"
+            )
+        return encode(x).flatten(1)
+
     # --- shared behaviour ---------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
@@ -67,19 +107,69 @@ class AnomalyModule(pl.LightningModule):
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) decision scores, higher = more anomalous."""
+        if self.score_name == "rapp_sap":
+            return rapp.sap_score(self.rapp_differences(x))
+        if self.score_name == "rapp_nap":
+            if self.nap is None or not self.nap.fitted:
+                raise RuntimeError("rapp_nap needs training statistics: call fit_nap() first")
+            return self.nap.score(self.rapp_differences(x))
         return SCORES[self.score_name](x, self.reconstruct(x))
+
+    # --- RaPP -------------------------------------------------------------------------------
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """RaPP's h_0..h_l: the input, then the net's `hidden_activations` (encoder layers)."""
+        return [x, *self.net.hidden_activations(x)]
+
+    def rapp_differences(self, x: torch.Tensor) -> torch.Tensor:
+        x_hat = self.reconstruct(x)
+        return rapp.path_differences(self.hidden_activations(x), self.hidden_activations(x_hat))
+
+    @torch.no_grad()
+    def fit_nap(self, batches: Iterable[torch.Tensor]) -> None:
+        """Fit NAP's statistics on training images (eval mode: batch norm uses running stats)."""
+        if self.nap is None:
+            return
+        was_training = self.training
+        self.eval()
+        self.nap.fit(torch.cat([self.rapp_differences(x) for x in batches]))
+        self.train(was_training)
+
+    def _training_images(self) -> Iterable[torch.Tensor]:
+        """The datamodule's training images, transferred and converted as in a training step."""
+        datamodule = self.trainer.datamodule
+        for batch in datamodule.train_dataloader():
+            batch = datamodule.transfer_batch_to_device(batch, self.device, 0)
+            yield datamodule.on_after_batch_transfer(batch, 0)["image"]
+
+    def on_validation_start(self) -> None:
+        """NAP statistics must match the current weights: refit before each evaluation."""
+        if self.nap is not None and self.trainer.datamodule is not None:
+            self.fit_nap(self._training_images())
+
+    def on_test_start(self) -> None:
+        self.on_validation_start()
+
+    # --- training health --------------------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log the gradient norm before clipping: it rises before a loss goes non-finite."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.log("train/grad_norm", health.grad_norm(params), on_step=True, on_epoch=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.training_losses(batch["image"])
+        health.check_finite(terms, self.global_step, self.current_epoch)
         parts = {f"train/{k}": v for k, v in terms.items() if k != "loss"}
         self.log_dict(parts, on_step=True, on_epoch=True)
         self.log("train/loss", terms["loss"], on_step=True, on_epoch=True, prog_bar=True)
         return terms["loss"]
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection) -> None:
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
+    ) -> None:
         x = batch["image"]
         scores = self.anomaly_score(x)
-        metrics.update(scores, batch["target"])
+        self.last_scores = scores.detach()
+        metrics.update(metric_input(scores), batch["target"])
         self.log(f"{stage}/loss", self.training_losses(x)["loss"], on_epoch=True, batch_size=len(x))
         # Logging the collection makes Lightning compute it once over the whole epoch.
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
@@ -97,7 +187,10 @@ class AnomalyModule(pl.LightningModule):
             return optimizer
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the resolved run config (plain types) so a checkpoint rebuilds its model alone."""

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from robustad.errors import ConfigError
-from robustad.models import losses
+from robustad.models import health, losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
-from robustad.models.networks import RSRAutoencoder
+from robustad.models.networks import RSRNetwork
 
 
 def rsrae_loss_terms(
-    x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor, A: torch.Tensor, lambda1: float, lambda2: float
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    z: torch.Tensor,
+    A: torch.Tensor,
+    lambda1: float,
+    lambda2: float,
 ) -> dict[str, torch.Tensor]:
-    """Batch means of the paper's per-sample terms (L2,1 reconstruction and projection) plus orthogonality."""
+    """Batch means of the per-sample terms (L2,1 reconstruction, projection) + orthogonality."""
     reconstruction = losses.l2_error(x, x_hat).mean()
     projection = losses.rsr_projection_error(z, A).mean()
     orthogonality = losses.rsr_orthogonality_error(A)
@@ -25,23 +32,53 @@ def rsrae_loss_terms(
     }
 
 
+MODES = ("joint", "alternating")
+# The official code steps the projection and orthogonality terms at 10x the reconstruction rate.
+AUXILIARY_LR_FACTOR = 10.0
+
+
 class RSRAEModule(AnomalyModule):
-    """RSRAE+ (all terms in one loss); score = reconstruction error per sample."""
+    """RSRAE with two optimisation modes; score = reconstruction error per sample (or RaPP).
+
+    `joint` ("RSRAE+"): one loss, reconstruction + lambda1 * projection + lambda2 * orthogonality.
+    `alternating` (the paper's RSRAE): per batch three optimiser steps in turn, reconstruction on
+    all weights, projection on encoder and A, orthogonality on A, each with its own learning rate
+    and OneCycleLR schedule (Lightning manual optimisation; the module clips gradients itself).
+    """
 
     def __init__(
         self,
-        net: RSRAutoencoder,
+        net: RSRNetwork,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         lambda1: float = 0.1,
         lambda2: float = 0.1,
+        mode: str = "joint",
+        lr_projection: float | None = None,
+        lr_orthogonality: float | None = None,
         score: str = "l2",
+        rapp_components: int | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score)
+        super().__init__(net, optimizer, scheduler, score, rapp_components)
         for key, value in (("model.lambda1", lambda1), ("model.lambda2", lambda2)):
             if value < 0:
                 raise ConfigError(key, value, "a weight >= 0")
-        self.lambda1, self.lambda2 = lambda1, lambda2
+        if mode not in MODES:
+            raise ConfigError("model.mode", mode, f"one of {list(MODES)}")
+        for key, value in (
+            ("model.lr_projection", lr_projection),
+            ("model.lr_orthogonality", lr_orthogonality),
+        ):
+            if value is not None and not value > 0:
+                raise ConfigError(
+                    key, value, "null (10 x model.optimizer.lr) or a learning rate > 0"
+                )
+        self.lambda1, self.lambda2, self.mode = lambda1, lambda2, mode
+        self.lr_projection, self.lr_orthogonality = lr_projection, lr_orthogonality
+        self.automatic_optimization = mode == "joint"
+        # (value, algorithm) handed over by train(): Lightning clips only automatic optimisation.
+        self.gradient_clip: tuple[float, str] | None = None
+        self._current_term = "loss"
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,3 +87,75 @@ class RSRAEModule(AnomalyModule):
     def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(x)
         return rsrae_loss_terms(x, out.x_hat, out.z, self.net.rsr.A, self.lambda1, self.lambda2)
+
+    # --- alternating mode -------------------------------------------------------------------
+    def _learning_rates(self) -> list[float]:
+        base = float(getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3))
+        auxiliary = AUXILIARY_LR_FACTOR * base
+        return [base, self.lr_projection or auxiliary, self.lr_orthogonality or auxiliary]
+
+    def configure_optimizers(self) -> Any:
+        if self.automatic_optimization:
+            return super().configure_optimizers()
+        A = self.net.rsr.A
+        param_sets = [list(self.parameters()), [*self.net.encoder.parameters(), A], [A]]
+        configs = []
+        for params, lr in zip(param_sets, self._learning_rates(), strict=True):
+            optimizer = self.optimizer_factory(params=params, lr=lr)
+            config: dict[str, Any] = {"optimizer": optimizer}
+            if self.scheduler_factory is not None:
+                total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+                scheduler = self.scheduler_factory(
+                    optimizer=optimizer, total_steps=total_steps, max_lr=lr
+                )
+                config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
+            configs.append(config)
+        return configs
+
+    def _step(self, optimizer: Any, term: str, loss: torch.Tensor) -> None:
+        health.check_finite({term: loss}, self.global_step, self.current_epoch)
+        self._current_term = term
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()  # runs on_before_optimizer_step: grad-norm logging and clipping
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            return super().training_step(batch, batch_idx)
+        x = batch["image"]
+        reconstruction_opt, projection_opt, orthogonality_opt = self.optimizers()
+        terms = self.training_losses(x)
+        health.check_finite(terms, self.global_step, self.current_epoch)
+        self.log_dict(
+            {f"train/{k}": v for k, v in terms.items() if k != "loss"}, on_step=True, on_epoch=True
+        )
+        self.log("train/loss", terms["loss"], on_step=True, on_epoch=True, prog_bar=True)
+        self._step(reconstruction_opt, "reconstruction", terms["reconstruction"])
+        projection = losses.rsr_projection_error(self.net.encode(x), self.net.rsr.A).mean()
+        self._step(projection_opt, "projection", projection)
+        self._step(
+            orthogonality_opt, "orthogonality", losses.rsr_orthogonality_error(self.net.rsr.A)
+        )
+        schedulers = self.lr_schedulers()
+        for scheduler in (
+            schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
+        ):
+            scheduler.step()
+        return None
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.automatic_optimization:
+            super().on_before_optimizer_step(optimizer)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.log(
+            f"train/grad_norm_{self._current_term}",
+            health.grad_norm(params),
+            on_step=True,
+            on_epoch=True,
+        )
+        if self.gradient_clip is not None:
+            value, algorithm = self.gradient_clip
+            self.clip_gradients(
+                optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm
+            )

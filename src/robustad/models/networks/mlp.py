@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -18,6 +19,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+# Where RaPP reads hidden activations: after every activation module of an encoder.
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(ACTIVATIONS.values())
+
+
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}")
@@ -27,9 +32,9 @@ def activation(name: str) -> nn.Module:
 def mlp(
     widths: Sequence[int], act: str, batch_norm: bool = False, last_activation: str | None = None
 ) -> nn.Sequential:
-    """Linear layers through `widths`; `act` between them, `last_activation` (if any) after the last."""
+    """Linear layers through `widths`; `act` between them, `last_activation` (if any) at the end."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(widths) - 2:
             if batch_norm:
@@ -38,6 +43,21 @@ def mlp(
     if last_activation is not None:
         layers.append(activation(last_activation))
     return nn.Sequential(*layers)
+
+
+def trace(
+    layers: nn.Sequential, x: torch.Tensor, points: tuple[type[nn.Module], ...] = ACTIVATION_TYPES
+) -> list[torch.Tensor]:
+    """Outputs after each top-level layer that is one of `points`, plus the final output.
+
+    The hidden activations h_1..h_l that RaPP compares for an input and its reconstruction.
+    """
+    outputs: list[torch.Tensor] = []
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if isinstance(layer, points) or i == len(layers) - 1:
+            outputs.append(x)
+    return outputs
 
 
 class MLPAutoencoder(nn.Module):
@@ -58,7 +78,9 @@ class MLPAutoencoder(nn.Module):
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         self.encoder = mlp([n_in, *hidden_dims, latent_dim], activation, batch_norm)
-        self.decoder = mlp([latent_dim, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation)
+        self.decoder = mlp(
+            [latent_dim, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))
@@ -68,3 +90,6 @@ class MLPAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return trace(self.encoder, x.flatten(1))

@@ -11,16 +11,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustad.errors import ConfigError
-from robustad.models.networks.mlp import mlp
+from robustad.models.networks.conv import conv_decoder, conv_encoder
+from robustad.models.networks.mlp import activation as make_activation
+from robustad.models.networks.mlp import mlp, trace
 
 
 class RSRLayer(nn.Module):
     """Linear map A (d x D) to the recovered subspace; orthogonal init so A A^T = I_d at start."""
 
-    def __init__(self, d: int, D: int) -> None:
+    def __init__(self, d: int, D: int, D_source: str = "model.net.D") -> None:
         super().__init__()
         if not 0 < d < D:
-            raise ConfigError("model.net.d", d, f"an integer with 0 < d < D (D = model.net.D = {D})")
+            raise ConfigError("model.net.d", d, f"an integer with 0 < d < D (D = {D_source} = {D})")
         self.A = nn.Parameter(nn.init.orthogonal_(torch.empty(d, D)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -33,7 +35,39 @@ class RSRAEOutput(NamedTuple):
     x_hat: torch.Tensor  # reconstruction, input shape
 
 
-class RSRAutoencoder(nn.Module):
+class RSRNetwork(nn.Module):
+    """Shared forward: encoder to D dims, RSR layer to d dims, optional L2 renorm, decoder."""
+
+    input_shape: tuple[int, ...]
+    rsr: RSRLayer
+    encoder: nn.Sequential
+    decoder: nn.Sequential
+    renormalize: bool
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def code(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A z, what the decoder sees): renormalised onto the unit sphere when configured."""
+        z_rsr = self.rsr(z)
+        return z_rsr, F.normalize(z_rsr, dim=1) if self.renormalize else z_rsr
+
+    def forward(self, x: torch.Tensor) -> RSRAEOutput:
+        z = self.encode(x)
+        z_rsr, code = self.code(z)
+        x_hat = self.decoder(code).view(-1, *self.input_shape)
+        return RSRAEOutput(z, z_rsr, x_hat)
+
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder activations, then the code the decoder sees (RaPP's h_1..h_l)."""
+        hidden = self.encoder_trace(x)
+        return [*hidden, self.code(hidden[-1].flatten(1))[1]]
+
+    def encoder_trace(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+class RSRAutoencoder(RSRNetwork):
     """MLP encoder to D dims, RSR layer to d dims, optional L2 renormalisation, MLP decoder."""
 
     def __init__(
@@ -52,15 +86,60 @@ class RSRAutoencoder(nn.Module):
         n_in = math.prod(self.input_shape)
         self.rsr = RSRLayer(d, D)  # first, so d >= D fails before any other work
         self.encoder = mlp([n_in, *hidden_dims, D], activation, batch_norm)
-        self.decoder = mlp([d, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation)
+        self.decoder = mlp(
+            [d, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation
+        )
         self.renormalize = renormalize
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))
 
-    def forward(self, x: torch.Tensor) -> RSRAEOutput:
-        z = self.encode(x)
-        z_rsr = self.rsr(z)
-        code = F.normalize(z_rsr, dim=1) if self.renormalize else z_rsr
-        x_hat = self.decoder(code).view(-1, *self.input_shape)
-        return RSRAEOutput(z, z_rsr, x_hat)
+    def encoder_trace(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return trace(self.encoder, x.flatten(1))
+
+
+class ConvRSRAutoencoder(RSRNetwork):
+    """The official code's convolutional RSRAE: stride-2 conv encoder with batch norm, D = the
+    flattened conv features, RSR layer to d dims, linear + transposed-conv decoder."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64, 128),
+        kernel_sizes: int | Sequence[int] = (5, 5, 3),
+        d: int = 10,
+        activation: str = "tanh",
+        output_activation: str = "sigmoid",
+        batch_norm: bool = True,
+        renormalize: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_shape = tuple(int(n) for n in input_shape)
+        channels = [int(c) for c in channels]
+        self.encoder, sizes = conv_encoder(
+            self.input_shape, channels, kernel_sizes, activation, batch_norm
+        )
+        feature_shape = (channels[-1], *sizes[-1])
+        D = math.prod(feature_shape)
+        self.rsr = RSRLayer(d, D, "the flattened conv features")
+        self.decoder = nn.Sequential(
+            nn.Linear(d, D),
+            make_activation(activation),
+            nn.Unflatten(1, feature_shape),
+            *conv_decoder(
+                self.input_shape,
+                channels,
+                kernel_sizes,
+                sizes,
+                activation,
+                batch_norm,
+                output_activation,
+            ),
+        )
+        self.renormalize = renormalize
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(1)
+
+    def encoder_trace(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return trace(self.encoder, x)

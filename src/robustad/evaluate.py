@@ -1,0 +1,128 @@
+"""`evaluate(cfg) -> metrics`: re-score a trained checkpoint on any dataset / protocol.
+
+The model comes from the checkpoint alone (its stored run config and weights); `data=...`
+picks what to evaluate on, by default the protocol the checkpoint was trained with.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from robustad.callbacks import AnomalyThreshold
+from robustad.checkpoint import (
+    CONFIG_KEY,
+    build_model,
+    load_checkpoint,
+    stored_threshold,
+    trained_image_shape,
+)
+from robustad.errors import ConfigError, RobustADError
+from robustad.train import _instantiate_all, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _threshold(cfg: DictConfig, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """`threshold=<number>` overrides the threshold stored at training time."""
+    override = cfg.get("threshold")
+    if override is None:
+        return stored_threshold(checkpoint)
+    if isinstance(override, bool) or not isinstance(override, int | float):
+        raise ConfigError(
+            "threshold", override, "null (the checkpoint's stored threshold) or a number"
+        )
+    return {"method": "fixed", "value": float(override)}
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint; write and return `metrics.json` in the eval run's own directory."""
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = output_dir / "metrics.json"
+    if metrics_path.exists():
+        raise RobustADError(f"{output_dir} already holds a metrics.json; refusing to overwrite it")
+    metrics: dict[str, Any] = {
+        "status": "running",
+        "task_name": cfg.get("task_name"),
+        "ckpt_path": cfg.get("ckpt_path"),
+        "output_dir": str(output_dir),
+    }
+    started = time.perf_counter()
+    try:
+        checkpoint = load_checkpoint(cfg.get("ckpt_path"))
+        run_config = checkpoint[CONFIG_KEY]
+        data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(run_config["data"])
+        trained = list(trained_image_shape(checkpoint))
+        if [int(n) for n in data_cfg.image_shape] != trained:
+            raise ConfigError(
+                "data.image_shape",
+                list(data_cfg.image_shape),
+                f"{trained}, the shape the checkpoint was trained on",
+            )
+        threshold = _threshold(cfg, checkpoint)
+        metrics.update(
+            model=run_config["model"]["_target_"].rsplit(".", 1)[-1],
+            dataset=data_cfg.get("dataset"),
+            trained_on=run_config["data"].get("dataset"),
+            seed=cfg.get("seed"),
+        )
+        if cfg.get("seed") is not None:
+            pl.seed_everything(cfg.seed, workers=True)
+        model = build_model(checkpoint)
+        datamodule = instantiate(data_cfg)
+        datamodule.setup("test")
+        metrics["split_sizes"] = datamodule.split_sizes
+        callbacks = [
+            cb
+            for cb in _instantiate_all(cfg.get("callbacks"))
+            if not isinstance(cb, AnomalyThreshold)
+        ]
+        threshold_cb = AnomalyThreshold(stored=threshold) if threshold else None
+        if threshold_cb is None:
+            log.warning(
+                "the checkpoint stores no threshold and none was given (threshold=...): "
+                "no precision/recall"
+            )
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer,
+            callbacks=[*callbacks, *([threshold_cb] if threshold_cb else [])],
+            logger=_instantiate_all(cfg.get("logger")) or False,
+        )
+        results = trainer.test(model, datamodule=datamodule, verbose=False)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+        if threshold_cb is not None and threshold_cb.report:
+            metrics.update(threshold_cb.report)
+        metrics["status"] = "done"
+    except BaseException as exc:
+        metrics["status"] = "failed"
+        metrics["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        metrics["duration_s"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(metrics_path, metrics)
+    return metrics
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra entry: user errors print one line (no traceback) and exit non-zero."""
+    try:
+        metrics = evaluate(cfg)
+    except RobustADError as exc:
+        print(f"[robustad] error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    values = "  ".join(
+        f"{k}={metrics[k]:.4f}" for k in ("test/auroc", "test/ap", "test/f1") if k in metrics
+    )
+    print(
+        f"[robustad] {metrics['model']} on {metrics['dataset']}: {values}  "
+        f"-> {metrics['output_dir']}/metrics.json"
+    )
+    return metrics

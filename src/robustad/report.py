@@ -1,0 +1,434 @@
+"""`robustad-report <dir>`: every metrics.json under a folder -> one CSV and a Markdown table.
+
+Runs are grouped by model x score x dataset x protocol x inlier (and outlier) classes x
+contamination (or outlier ratio); each metric gets its mean and standard deviation over the
+group's runs (the seeds). Failed runs are listed apart. Everything is read from the files next
+to each metrics.json (config_resolved.yaml, .hydra/), never from absolute paths stored in them,
+so a copied or moved output folder reports the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustad.errors import RobustADError
+from robustad.sweeps import read_metrics
+
+GROUP_KEYS = (
+    "model",
+    "score",
+    "dataset",
+    "protocol",
+    "inlier_classes",
+    "outlier_classes",
+    "contamination",
+    "outlier_ratio",
+)
+DEFAULT_METRICS = ("test/auroc", "test/ap", "val/auroc", "val/ap")
+PLOT_METRICS = ("test/auroc", "test/ap")
+# Config keys that differ between runs without making them different experiments (values that
+# hold the run's own output folder, such as checkpoint paths, are ignored too).
+IGNORED_CONFIG_KEYS = ("seed", "paths.", "hydra.", "task_name", "tags", "resume", "data.data_dir")
+
+
+@dataclass
+class Run:
+    """One job folder: where it is (relative to the report's root), what it ran, what it got."""
+
+    path: str
+    status: str
+    keys: dict[str, str]
+    seed: Any
+    metrics: dict[str, float]
+    error: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _select(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return flat
+
+
+def _own_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config less the keys whose values name the run's own output folder."""
+    flat = _flatten(config)
+    own_dir = str(flat.get("paths.output_dir") or "\0")
+    return {k: v for k, v in flat.items() if not (isinstance(v, str) and v.startswith(own_dir))}
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _number_key(text: str) -> tuple[Any, ...]:
+    """Sort "2" before "10" and numbers before names."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def load_run(metrics_path: Path, root: Path, extra_keys: Sequence[str] = ()) -> Run:
+    job_dir = metrics_path.parent
+    metrics = read_metrics(metrics_path) or {
+        "status": "unreadable",
+        "error": "metrics.json cannot be read",
+    }
+    config = _load_yaml(job_dir / "config_resolved.yaml") or _load_yaml(
+        job_dir / ".hydra" / "config.yaml"
+    )
+    choices = _select(_load_yaml(job_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {}
+    keys = {
+        # The config's name (rsrae_conv, cae, ...) says more than the class name in metrics.json.
+        "model": _format_value(choices.get("model") or metrics.get("model")),
+        "score": _format_value(_select(config, "model.score")),
+        "dataset": _format_value(_select(config, "data.dataset") or metrics.get("dataset")),
+        # Configs from before `data.protocol` existed ran the inductive protocol.
+        "protocol": _format_value(_select(config, "data.protocol") or "inductive"),
+        "inlier_classes": _format_value(_select(config, "data.inlier_classes")),
+        "outlier_classes": _format_value(_select(config, "data.outlier_classes")),
+        "contamination": _format_value(_select(config, "data.contamination")),
+        "outlier_ratio": _format_value(_select(config, "data.outlier_ratio")),
+    }
+    keys.update({key: _format_value(_select(config, key)) for key in extra_keys})
+    values = {
+        key: float(value)
+        for key, value in metrics.items()
+        if "/" in key and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    seed = config.get("seed", metrics.get("seed"))
+    return Run(
+        path=job_dir.relative_to(root).as_posix() or ".",
+        status=str(metrics.get("status", "unknown")),
+        keys=keys,
+        seed=seed,
+        metrics=values,
+        error=str(metrics.get("error", "")),
+        config=config,
+    )
+
+
+def collect(root: Path, extra_keys: Sequence[str] = ()) -> list[Run]:
+    """Every metrics.json under root (archived attempts, metrics.failed-1.json, are not read)."""
+    if not root.is_dir():
+        raise RobustADError(f"{root} is not a directory")
+    paths = sorted(root.rglob("metrics.json"))
+    if not paths:
+        raise RobustADError(f"no metrics.json under {root}; is it a run or sweep output folder?")
+    return [load_run(path, root, extra_keys) for path in paths]
+
+
+@dataclass
+class Group:
+    keys: dict[str, str]
+    runs: list[Run]
+
+    @property
+    def seeds(self) -> list[Any]:
+        return [run.seed for run in self.runs]
+
+    def stats(self, metric: str) -> tuple[float | None, float | None]:
+        """Mean and sample standard deviation (None with a single run) of one metric."""
+        values = [run.metrics[metric] for run in self.runs if metric in run.metrics]
+        if not values:
+            return None, None
+        std = statistics.stdev(values) if len(values) > 1 else None
+        return statistics.fmean(values), std
+
+    def differing_config(self) -> list[str]:
+        """Config keys varying inside the group besides the seed: runs that should not be pooled."""
+        flats = [_own_settings(run.config) for run in self.runs]
+        keys = set().union(*flats)
+        return sorted(
+            key
+            for key in keys
+            if not key.startswith(IGNORED_CONFIG_KEYS)
+            and len({repr(flat.get(key)) for flat in flats}) > 1
+        )
+
+
+def group_runs(runs: Sequence[Run], group_keys: Sequence[str]) -> list[Group]:
+    groups: dict[tuple[str, ...], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[tuple(run.keys[key] for key in group_keys)].append(run)
+    ordered = sorted(groups.items(), key=lambda item: [_number_key(v) for v in item[0]])
+    return [
+        Group(dict(zip(group_keys, values, strict=True)), members) for values, members in ordered
+    ]
+
+
+def metric_names(runs: Sequence[Run], wanted: Sequence[str]) -> list[str]:
+    """The wanted metrics first (those present), then every other test/ and val/ metric."""
+    present = {key for run in runs for key in run.metrics}
+    others = sorted(
+        key for key in present if key.startswith(("test/", "val/")) and key not in wanted
+    )
+    return [key for key in wanted if key in present] + others
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def write_csv(
+    groups: Sequence[Group], group_keys: Sequence[str], metrics: Sequence[str], path: Path
+) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = [*group_keys, "n", "seeds"]
+        for metric in metrics:
+            header += [f"{metric}_mean", f"{metric}_std"]
+        writer.writerow(header)
+        for group in groups:
+            row = [group.keys[key] for key in group_keys]
+            row += [len(group.runs), " ".join(str(seed) for seed in group.seeds)]
+            for metric in metrics:
+                mean, std = group.stats(metric)
+                row += [_fmt(mean, 6), _fmt(std, 6)]
+            writer.writerow(row)
+
+
+def write_runs_csv(
+    runs: Sequence[Run], group_keys: Sequence[str], metrics: Sequence[str], path: Path
+) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "status", *group_keys, "seed", *metrics, "error"])
+        for run in runs:
+            values = [_fmt(run.metrics.get(metric), 6) for metric in metrics]
+            writer.writerow(
+                [
+                    run.path,
+                    run.status,
+                    *(run.keys[k] for k in group_keys),
+                    run.seed,
+                    *values,
+                    run.error,
+                ]
+            )
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(
+    groups: Sequence[Group],
+    failed: Sequence[Run],
+    group_keys: Sequence[str],
+    metrics: Sequence[str],
+) -> str:
+    """Mean ± std per group (columns that are empty for every group are left out)."""
+    shown = [key for key in group_keys if any(group.keys[key] for group in groups)] or list(
+        group_keys
+    )
+    lines = [
+        "| " + " | ".join([*shown, "n", *metrics]) + " |",
+        "|" + "---|" * (len(shown) + 1 + len(metrics)),
+    ]
+    notes = []
+    for group in groups:
+        cells = [_md_escape(group.keys[key]) for key in shown] + [str(len(group.runs))]
+        for metric in metrics:
+            mean, std = group.stats(metric)
+            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if std is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+        differing = group.differing_config()
+        if differing:
+            label = ", ".join(f"{key}={group.keys[key]}" for key in shown if group.keys[key])
+            notes.append(
+                f"- {label}: its runs also differ in {', '.join(differing[:5])}"
+                f"{' ...' if len(differing) > 5 else ''}; separate them with --group-by."
+            )
+    if not groups:
+        lines.append(
+            "| " + " | ".join(["(no finished runs)"] + [""] * (len(shown) + len(metrics))) + " |"
+        )
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\nPooled runs that differ in more than the seed:\n" + "\n".join(notes) + "\n"
+    if failed:
+        text += f"\n## Failed runs ({len(failed)})\n\n| run | status | error |\n|---|---|---|\n"
+        text += "".join(
+            f"| {_md_escape(r.path)} | {r.status} | {_md_escape(r.error)} |\n" for r in failed
+        )
+    return text
+
+
+def plot(groups: Sequence[Group], path: Path) -> Path:
+    """AUROC and AP against contamination (or outlier ratio), one line per model, averaged over
+    inlier classes and seeds, with a band of one standard deviation over those runs."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RobustADError(
+            "--plot needs matplotlib, which is not installed: pip install 'robustad[plot]'"
+        ) from exc
+    x_key = "contamination" if any(g.keys["contamination"] for g in groups) else "outlier_ratio"
+    points: dict[str, dict[float, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    line_keys = ("model", "score", "dataset", "protocol")
+    varying = [k for k in line_keys if len({g.keys[k] for g in groups}) > 1] or ["model"]
+    for group in groups:
+        if not group.keys[x_key]:
+            continue
+        label = " · ".join(group.keys[k] for k in varying if group.keys[k])
+        points[label][float(group.keys[x_key])].extend(group.runs)
+    if not points:
+        raise RobustADError(f"nothing to plot: no finished run sets data.{x_key}")
+    fig, axes = plt.subplots(
+        1, len(PLOT_METRICS), figsize=(5 * len(PLOT_METRICS), 4), squeeze=False
+    )
+    for ax, metric in zip(axes[0], PLOT_METRICS, strict=True):
+        for label, by_x in sorted(points.items()):
+            xs = sorted(by_x)
+            values = [[r.metrics[metric] for r in by_x[x] if metric in r.metrics] for x in xs]
+            kept = [(x, v) for x, v in zip(xs, values, strict=True) if v]
+            if not kept:
+                continue
+            x_values = [x for x, _ in kept]
+            means = [statistics.fmean(v) for _, v in kept]
+            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in kept]
+            ax.plot(x_values, means, marker="o", label=label)
+            ax.fill_between(
+                x_values,
+                [m - s for m, s in zip(means, stds, strict=True)],
+                [m + s for m, s in zip(means, stds, strict=True)],
+                alpha=0.2,
+            )
+        ax.set_xlabel(
+            "contamination (outlier fraction)"
+            if x_key == "contamination"
+            else "outliers per inlier"
+        )
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fixed = [g for k in line_keys if k not in varying and (g := groups[0].keys[k])]
+    note = "mean over inlier classes and seeds, band ±1 std"
+    fig.suptitle(" · ".join([*fixed, note]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(
+    root: Path,
+    out: Path | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    extra_keys: Sequence[str] = (),
+    make_plot: bool = False,
+) -> dict[str, Path]:
+    """Write summary.csv, runs.csv, summary.md (and auroc_ap.png) into out; return their paths."""
+    root = root.resolve()
+    runs = collect(root, extra_keys)
+    group_keys = [*GROUP_KEYS, *(k for k in extra_keys if k not in GROUP_KEYS)]
+    done = [run for run in runs if run.status == "done"]
+    failed = [run for run in runs if run.status != "done"]
+    groups = group_runs(done, group_keys)
+    names = metric_names(done, metrics)
+    out = (out or root / "report").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "summary_csv": out / "summary.csv",
+        "runs_csv": out / "runs.csv",
+        "markdown": out / "summary.md",
+    }
+    write_csv(groups, group_keys, names, written["summary_csv"])
+    write_runs_csv(runs, group_keys, names, written["runs_csv"])
+    shown_metrics = [m for m in metrics if m in names] or names[:4]
+    title = f"# Results: {len(done)} finished, {len(failed)} failed runs under {root.name}\n\n"
+    written["markdown"].write_text(title + markdown(groups, failed, group_keys, shown_metrics))
+    if make_plot:
+        written["plot"] = plot(groups, out / "auroc_ap.png")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    default_metrics = ",".join(DEFAULT_METRICS)
+    parser = argparse.ArgumentParser(
+        prog="robustad-report",
+        description="Collect every metrics.json under a run or sweep folder into one table.",
+    )
+    parser.add_argument("directory", type=Path, help="folder to search (a sweep, or outputs/)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: <directory>/report)"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=default_metrics,
+        help=f"comma-separated metrics for the Markdown table (default: {default_metrics})",
+    )
+    parser.add_argument(
+        "--group-by",
+        default="",
+        help="extra comma-separated config keys to group by, e.g. model.mode,model.lambda1",
+    )
+    parser.add_argument(
+        "--plot", action="store_true", help="also write auroc_ap.png (needs matplotlib)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        written = report(
+            args.directory,
+            out=args.out,
+            metrics=[m for m in args.metrics.split(",") if m],
+            extra_keys=[k for k in args.group_by.split(",") if k],
+            make_plot=args.plot,
+        )
+    except RobustADError as exc:
+        print(f"[robustad] error: {exc}", file=sys.stderr)
+        return 1
+    print(written["markdown"].read_text())
+    for path in written.values():
+        print(f"[robustad] wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Multirun support: readable job folder names, failed jobs that do not stop a sweep, and resume.
+
+A job that fails inside a sweep is recorded (its own `metrics.json` already says why) and the
+sweep goes on; `SweepStatusCallback` then makes the sweep's exit status non-zero. Failures are
+found two ways, so that every launcher is covered: jobs run in this process (Hydra's basic
+launcher) are remembered in memory, and jobs run elsewhere (joblib workers, SLURM) are found by
+reading the job folders of this sweep afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from robustad.errors import RobustADError
+
+log = logging.getLogger(__name__)
+
+# Longest job folder name; most filesystems allow 255 bytes per path component.
+MAX_DIRNAME = 200
+# Characters kept as they are in job folder names; everything else is %-escaped (`/` -> %2F).
+DIRNAME_SAFE = "=,[]+"
+# Jobs of this sweep are those whose .hydra files are newer than the sweep's start, less this
+# margin for coarse file timestamps.
+MTIME_MARGIN_S = 2.0
+
+_failed_jobs: dict[str, str] = {}
+
+
+def job_dirname(num: int | str, override_dirname: str) -> str:
+    """`<num>_<overrides>` with path separators escaped and a bounded length.
+
+    Names stay readable (`3_data.contamination=0.1,data.inlier_classes=[1]`); a value holding a
+    path no longer makes nested folders, and a too-long name is cut and given a hash of the full
+    name so that two different jobs never share a folder.
+    """
+    if not override_dirname:
+        return str(num)
+    name = f"{num}_{quote(str(override_dirname), safe=DIRNAME_SAFE)}"
+    if len(name) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_DIRNAME - len(digest) - 1]}-{digest}"
+
+
+def register_resolvers() -> None:
+    """`${robustad.job_dirname:...}` is used by configs/hydra/default.yaml."""
+    OmegaConf.register_new_resolver("robustad.job_dirname", job_dirname, replace=True)
+
+
+register_resolvers()
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(output_dir: str | Path, exc: BaseException) -> None:
+    """Remember a failed job and say so in one line; the full traceback goes to the job's log."""
+    reason = f"{type(exc).__name__}: {exc}"
+    _failed_jobs[str(Path(output_dir).resolve())] = reason
+    if not isinstance(exc, RobustADError):
+        log.error("job failed", exc_info=exc)
+    print(f"[robustad] job failed, the sweep goes on: {reason}  ({output_dir})", file=sys.stderr)
+
+
+def read_metrics(path: Path) -> dict[str, Any] | None:
+    """A metrics.json's content, or None when it cannot be read (a crashed writer, a bad copy)."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def archive_previous_attempt(output_dir: Path, status: str) -> Path:
+    """Rename an unfinished run's metrics.json and config so that a retry keeps them.
+
+    `metrics.json` -> `metrics.<status>-<n>.json` (and `config_resolved.<status>-<n>.yaml`) with
+    the first free n; the report only reads files named exactly metrics.json.
+    """
+    tag = "".join(ch for ch in status if ch.isalnum()) or "unreadable"
+    n = 1
+    while list(output_dir.glob(f"*.{tag}-{n}.*")):
+        n += 1
+    archived = output_dir / f"metrics.{tag}-{n}.json"
+    (output_dir / "metrics.json").rename(archived)
+    config = output_dir / "config_resolved.yaml"
+    if config.exists():
+        config.rename(output_dir / f"config_resolved.{tag}-{n}.yaml")
+    return archived
+
+
+def failed_jobs_in(sweep_dir: Path, since: float) -> dict[str, str]:
+    """Job folders of a sweep started after `since` whose metrics.json is missing or not done."""
+    failures: dict[str, str] = {}
+    for marker in sweep_dir.rglob(".hydra/overrides.yaml"):
+        if marker.stat().st_mtime < since - MTIME_MARGIN_S:
+            continue
+        job_dir = marker.parent.parent
+        metrics_path = job_dir / "metrics.json"
+        if not metrics_path.exists():
+            failures[str(job_dir.resolve())] = "no metrics.json (the job stopped before writing it)"
+            continue
+        metrics = read_metrics(metrics_path)
+        if metrics is None:
+            failures[str(job_dir.resolve())] = "metrics.json cannot be read"
+        elif metrics.get("status") != "done":
+            failures[str(job_dir.resolve())] = str(metrics.get("error", metrics.get("status")))
+    return failures
+
+
+class SweepStatusCallback(Callback):
+    """Ends a multirun with exit status 1, and a list of the failed jobs, if any job failed."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+        _failed_jobs.clear()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failures = dict(_failed_jobs)
+        failures.update(failed_jobs_in(Path(config.hydra.sweep.dir), self.started))
+        if not failures:
+            return
+        print(f"[robustad] {len(failures)} job(s) of this sweep failed:", file=sys.stderr)
+        for job_dir, reason in sorted(failures.items()):
+            print(f"[robustad]   {job_dir}: {reason}", file=sys.stderr)
+        print(
+            "[robustad] re-run the same command with resume=true and hydra.sweep.dir=<this sweep> "
+            "to retry only these.",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -1,0 +1,150 @@
+"""Corruption outliers: each corruption changes images within range, seeded; the split layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_images
+
+from robustad.data import ContaminatedDataModule
+from robustad.data.corruptions import CORRUPTIONS, corrupt
+from robustad.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def digits_like() -> torch.Tensor:
+    return torch.from_numpy(synthetic_images(np.arange(32) % 10))
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("severity", [1, 5])
+def test_each_corruption_changes_every_image_keeps_shape_and_range(
+    digits_like: torch.Tensor, name: str, severity: int
+) -> None:
+    out, which = corrupt(digits_like, [name], severity, torch.Generator().manual_seed(0))
+    assert out.shape == digits_like.shape and out.dtype == torch.uint8  # uint8 is [0, 255] by type
+    assert (out != digits_like).flatten(1).any(1).all(), "some image came out unchanged"
+    assert which.tolist() == [0] * len(digits_like)
+    again, _ = corrupt(digits_like, [name], severity, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "rotate", "fog", "zigzag", "motion_blur"])
+def test_higher_severity_damages_more(digits_like: torch.Tensor, name: str) -> None:
+    damage = [
+        (
+            corrupt(digits_like, [name], s, torch.Generator().manual_seed(0))[0].float()
+            - digits_like.float()
+        )
+        .abs()
+        .mean()
+        for s in (1, 5)
+    ]
+    assert damage[1] > damage[0]
+
+
+def test_mixed_corruptions_are_spread_evenly(digits_like: torch.Tensor) -> None:
+    names = ["fog", "stripe", "shot_noise", "translate"]
+    _, which = corrupt(digits_like, names, 3, torch.Generator().manual_seed(1))
+    assert which.bincount().tolist() == [8, 8, 8, 8]
+
+
+def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
+    kwargs = dict(
+        dataset="mnist",
+        data_dir=str(data_dir),
+        download=False,
+        inlier_classes=[4],
+        val_fraction=0.2,
+        contamination=0.25,
+        outlier_source="corruption",
+        corruptions=["rotate", "fog"],
+        severity=3,
+        seed=0,
+    )
+    kwargs.update(overrides)
+    dm = ContaminatedDataModule(**kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def test_corrupted_outliers_come_from_the_inlier_class_never_twice(mnist_dir: Path) -> None:
+    dm = make_dm(mnist_dir)
+    # Class 4: 24 training images split 18 clean + 6 corrupted; 6 validation (2); 12 test (3).
+    assert dm.split_sizes == {
+        "train": {"n": 24, "outliers": 6},
+        "val": {"n": 6, "outliers": 2},
+        "test": {"n": 12, "outliers": 3},
+    }
+    assert dm.split_details["train"]["corruptions"] == {"rotate": 3, "fog": 3}
+    for name in ("train", "val", "test"):
+        assert set(dm.splits[name].labels.tolist()) == {4}
+        assert len(set(dm.plan[name].indices.tolist())) == dm.split_sizes[name]["n"]
+    assert not set(dm.plan["train"].indices.tolist()) & set(dm.plan["val"].indices.tolist())
+
+
+def test_only_outliers_are_altered(mnist_dir: Path) -> None:
+    dm = make_dm(mnist_dir)
+    source = dm._load().train_images
+    split, plan = dm.splits["train"], dm.plan["train"]
+    original = source[plan.indices]
+    changed = (split.images != original).flatten(1).any(1)
+    assert torch.equal(changed, plan.is_outlier)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "amount", "expected"),
+    [
+        ("transductive", dict(contamination=None, outlier_ratio=0.5), (12, 4)),
+        ("unimodal", {}, (12, 6)),
+    ],
+)
+def test_corruption_with_other_protocols(
+    mnist_dir: Path, protocol: str, amount: dict, expected: tuple
+) -> None:
+    dm = make_dm(mnist_dir, protocol=protocol, **amount)
+    n, outliers = expected
+    assert dm.split_sizes["test"] == {"n": n, "outliers": outliers}
+
+
+def test_corruption_is_seeded_by_the_sampling_seed(mnist_dir: Path) -> None:
+    torch.manual_seed(5)
+    a = make_dm(mnist_dir)
+    torch.manual_seed(6)
+    b = make_dm(mnist_dir)
+    c = make_dm(mnist_dir, seed=3)
+    assert torch.equal(a.splits["train"].images, b.splits["train"].images)
+    assert not torch.equal(a.splits["train"].images, c.splits["train"].images)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        (dict(corruptions=["fog", "snow"]), r"data\.corruptions.*\['snow'\].*gaussian_noise"),
+        (dict(corruptions=[]), r"data\.corruptions"),
+        (dict(severity=0), r"data\.severity.*0.*\[1, 2, 3, 4, 5\]"),
+        (dict(severity=6), r"data\.severity.*6"),
+        (
+            dict(outlier_classes=[1]),
+            r"data\.outlier_classes.*null with data\.outlier_source=corruption",
+        ),
+        (dict(protocol="multimodal"), r"data\.outlier_source.*multimodal"),
+    ],
+)
+def test_bad_corruption_settings(overrides: dict, pattern: str) -> None:
+    kwargs = dict(
+        dataset="mnist", inlier_classes=[4], outlier_source="corruption", corruptions=["fog"]
+    )
+    kwargs.update(overrides)
+    with pytest.raises(ConfigError, match=pattern):
+        ContaminatedDataModule(**kwargs)
+
+
+def test_null_corruptions_means_all_of_them() -> None:
+    dm = ContaminatedDataModule(
+        dataset="mnist", inlier_classes=[4], outlier_source="corruption", corruptions=None
+    )
+    assert dm.corruptions == list(CORRUPTIONS)
