@@ -1,4 +1,4 @@
-"""Bad configuration values fail before training with a message naming key, value and what is allowed."""
+"""Bad config values fail before training, naming the key, the value and what is allowed."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ log = logging.getLogger("robustad")
 
 
 def find_config_dir() -> Path:
-    """`$ROBUSTAD_CONFIG_DIR`, else `./configs`, else the repository's configs (editable install)."""
+    """`$ROBUSTAD_CONFIG_DIR`, else `./configs`, else the repository's (editable install)."""
     candidates = [
         os.environ.get("ROBUSTAD_CONFIG_DIR"),
         Path.cwd() / "configs",
@@ -35,7 +35,8 @@ def find_config_dir() -> Path:
 def summary_line(metrics: dict) -> str:
     keys = ("test/auroc", "test/ap", "val/auroc", "val/ap")
     values = "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
-    return f"[robustad] {metrics['model']} on {metrics['dataset']}: {values}  -> {metrics['output_dir']}/metrics.json"
+    where = f"{metrics['output_dir']}/metrics.json"
+    return f"[robustad] {metrics['model']} on {metrics['dataset']}: {values}  -> {where}"
 
 
 def run_training(cfg: DictConfig) -> float | None:

@@ -48,7 +48,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their clear message."""
+    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their message."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
