@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from robustad.callbacks import AnomalyThreshold
@@ -25,7 +24,7 @@ from robustad.checkpoint import (
     trained_image_shape,
 )
 from robustad.errors import ConfigError, RobustADError
-from robustad.train import _instantiate_all, write_json_atomic
+from robustad.train import _instantiate_all, build, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +75,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
+        # The effective config (the trained model, the evaluated data) beside metrics.json, so
+        # robustad-report groups eval runs like training runs.
+        effective = OmegaConf.merge(
+            OmegaConf.create(run_config), {"task_name": cfg.get("task_name")}
+        )
+        effective.data = data_cfg
+        metrics["config_path"] = str(output_dir / "config_resolved.yaml")
+        OmegaConf.save(effective, metrics["config_path"], resolve=True)
         model = build_model(checkpoint)
-        datamodule = instantiate(data_cfg)
+        datamodule = build(data_cfg)
         datamodule.setup("test")
         metrics["split_sizes"] = datamodule.split_sizes
         callbacks = [
@@ -91,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "the checkpoint stores no threshold and none was given (threshold=...): "
                 "no precision/recall"
             )
-        trainer: pl.Trainer = instantiate(
+        trainer: pl.Trainer = build(
             cfg.trainer,
             callbacks=[*callbacks, *([threshold_cb] if threshold_cb else [])],
             logger=_instantiate_all(cfg.get("logger")) or False,
