@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from robustad.data import ContaminatedDataModule
 from robustad.data.idx import write_idx
 from robustad.data.sources import MNIST_FILES
 
@@ -43,6 +45,21 @@ def write_mnist_like(
         )
         write_idx(raw / (MNIST_FILES[f"{split}_labels"] + suffix), labels)
     return root
+
+
+def make_datamodule(data_dir: Path, **overrides: Any) -> ContaminatedDataModule:
+    """A set-up DataModule over synthetic MNIST files: inlier class 4, no download."""
+    kwargs: dict[str, Any] = {
+        "dataset": "mnist",
+        "data_dir": str(data_dir),
+        "download": False,
+        "inlier_classes": [4],
+        "seed": 0,
+        **overrides,
+    }
+    datamodule = ContaminatedDataModule(**kwargs)
+    datamodule.setup("fit")
+    return datamodule
 
 
 @pytest.fixture

@@ -6,26 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_mnist_like
+from conftest import make_datamodule, write_mnist_like
 
 from robustad.data import ContaminatedDataModule
 from robustad.data.sources import load_mnist
 
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
-    kwargs = dict(
-        dataset="mnist",
-        data_dir=str(data_dir),
-        download=False,
-        inlier_classes=[4],
-        contamination=0.25,
-        val_fraction=0.2,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    dm = ContaminatedDataModule(**kwargs)
-    dm.setup("fit")
-    return dm
+    return make_datamodule(data_dir, **{**dict(contamination=0.25, val_fraction=0.2), **overrides})
 
 
 def test_exact_counts(mnist_dir: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_images
+from conftest import make_datamodule, synthetic_images
 
 from robustad.data import ContaminatedDataModule
 from robustad.data.corruptions import CORRUPTIONS, corrupt
@@ -53,22 +53,19 @@ def test_mixed_corruptions_are_spread_evenly(digits_like: torch.Tensor) -> None:
 
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
-    kwargs = dict(
-        dataset="mnist",
-        data_dir=str(data_dir),
-        download=False,
-        inlier_classes=[4],
-        val_fraction=0.2,
-        contamination=0.25,
-        outlier_source="corruption",
-        corruptions=["rotate", "fog"],
-        severity=3,
-        seed=0,
+    return make_datamodule(
+        data_dir,
+        **{
+            **dict(
+                val_fraction=0.2,
+                contamination=0.25,
+                outlier_source="corruption",
+                corruptions=["rotate", "fog"],
+                severity=3,
+            ),
+            **overrides,
+        },
     )
-    kwargs.update(overrides)
-    dm = ContaminatedDataModule(**kwargs)
-    dm.setup("fit")
-    return dm
 
 
 def test_corrupted_outliers_come_from_the_inlier_class_never_twice(mnist_dir: Path) -> None:

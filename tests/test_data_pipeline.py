@@ -7,24 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import make_datamodule
 
 from robustad.data import ContaminatedDataModule
 from robustad.data.datamodule import IndexBatches
 
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
-    kwargs = dict(
-        dataset="mnist",
-        data_dir=str(data_dir),
-        download=False,
-        inlier_classes=[4],
-        contamination=0.25,
-        batch_size=7,
-    )
-    kwargs.update(overrides)
-    dm = ContaminatedDataModule(**kwargs)
-    dm.setup("fit")
-    return dm
+    return make_datamodule(data_dir, **{**dict(contamination=0.25, batch_size=7), **overrides})
 
 
 def test_index_batches_cover_each_index_once_per_epoch() -> None:

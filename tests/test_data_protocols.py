@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_datamodule
 
 from robustad.data import ContaminatedDataModule
 from robustad.errors import ConfigError
@@ -18,18 +19,7 @@ from robustad.train import train
 
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
-    kwargs = dict(
-        dataset="mnist",
-        data_dir=str(data_dir),
-        download=False,
-        inlier_classes=[4],
-        val_fraction=0.2,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    dm = ContaminatedDataModule(**kwargs)
-    dm.setup("fit")
-    return dm
+    return make_datamodule(data_dir, **{**dict(val_fraction=0.2), **overrides})
 
 
 def make_up(dm: ContaminatedDataModule, name: str) -> tuple[set[int], set[int]]:

@@ -94,6 +94,32 @@ def conv_decoder(
     return nn.Sequential(*layers)
 
 
+def conv_stacks(
+    input_shape: Sequence[int],
+    channels: Sequence[int],
+    kernel_sizes: int | Sequence[int],
+    code_dim: int,
+    act: str,
+    batch_norm: bool,
+    output_activation: str,
+) -> tuple[nn.Sequential, int, nn.Sequential]:
+    """Conv feature stack, its flattened size, and the decoder from a `code_dim` code back to
+    the image (linear -> unflatten -> transposed convs): shared by the CAE and conv RSRAE."""
+    channels = [int(c) for c in channels]
+    features, sizes = conv_encoder(input_shape, channels, kernel_sizes, act, batch_norm)
+    feature_shape = (channels[-1], *sizes[-1])
+    n_features = math.prod(feature_shape)
+    decoder = nn.Sequential(
+        nn.Linear(code_dim, n_features),
+        make_activation(act),
+        nn.Unflatten(1, feature_shape),
+        *conv_decoder(
+            input_shape, channels, kernel_sizes, sizes, act, batch_norm, output_activation
+        ),
+    )
+    return features, n_features, decoder
+
+
 class ConvAutoencoder(nn.Module):
     """Conv encoder -> linear latent code -> linear -> transposed-conv decoder, any (C, H, W)."""
 
@@ -111,27 +137,16 @@ class ConvAutoencoder(nn.Module):
         if latent_dim < 1:
             raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
         self.input_shape = tuple(int(n) for n in input_shape)
-        channels = [int(c) for c in channels]
-        features, sizes = conv_encoder(
-            self.input_shape, channels, kernel_sizes, activation, batch_norm
+        features, n_features, self.decoder = conv_stacks(
+            self.input_shape,
+            channels,
+            kernel_sizes,
+            latent_dim,
+            activation,
+            batch_norm,
+            output_activation,
         )
-        feature_shape = (channels[-1], *sizes[-1])
-        n_features = math.prod(feature_shape)
         self.encoder = nn.Sequential(*features, nn.Flatten(), nn.Linear(n_features, latent_dim))
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, n_features),
-            make_activation(activation),
-            nn.Unflatten(1, feature_shape),
-            *conv_decoder(
-                self.input_shape,
-                channels,
-                kernel_sizes,
-                sizes,
-                activation,
-                batch_norm,
-                output_activation,
-            ),
-        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

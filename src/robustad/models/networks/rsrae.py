@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustad.errors import ConfigError
-from robustad.models.networks.conv import conv_decoder, conv_encoder
-from robustad.models.networks.mlp import activation as make_activation
+from robustad.models.networks.conv import conv_stacks
 from robustad.models.networks.mlp import mlp, trace
 
 
@@ -115,27 +114,10 @@ class ConvRSRAutoencoder(RSRNetwork):
     ) -> None:
         super().__init__()
         self.input_shape = tuple(int(n) for n in input_shape)
-        channels = [int(c) for c in channels]
-        self.encoder, sizes = conv_encoder(
-            self.input_shape, channels, kernel_sizes, activation, batch_norm
+        self.encoder, D, self.decoder = conv_stacks(
+            self.input_shape, channels, kernel_sizes, d, activation, batch_norm, output_activation
         )
-        feature_shape = (channels[-1], *sizes[-1])
-        D = math.prod(feature_shape)
         self.rsr = RSRLayer(d, D, "the flattened conv features")
-        self.decoder = nn.Sequential(
-            nn.Linear(d, D),
-            make_activation(activation),
-            nn.Unflatten(1, feature_shape),
-            *conv_decoder(
-                self.input_shape,
-                channels,
-                kernel_sizes,
-                sizes,
-                activation,
-                batch_norm,
-                output_activation,
-            ),
-        )
         self.renormalize = renormalize
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
