@@ -14,14 +14,25 @@ from robustad.train import train
 MODELS = ["ae", "cae", "vae", "rvae", "rae", "pca", "rsrae", "rsrae_conv"]
 
 
+# Dataset -> (fixture writing its synthetic IDX files, overrides that fit the small fixture).
+DATASETS: dict[str, tuple[str | None, list[str]]] = {
+    "digits": (None, []),
+    "mnist": ("mnist_dir", ["data.contamination=0.1"]),
+    "fashion_mnist": ("fashion_dir", ["data.contamination=0.1"]),
+    "emnist": ("emnist_dir", ["data.contamination=0.3", "data.val_fraction=0.5"]),
+}
+
+
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("data", ["digits", "mnist"])
+@pytest.mark.parametrize("data", list(DATASETS))
 def test_fast_dev_run_writes_finite_metrics(
-    make_cfg, mnist_dir: Path, model: str, data: str
+    make_cfg, request: pytest.FixtureRequest, model: str, data: str
 ) -> None:
-    overrides = [f"model={model}", f"data={data}", "debug=fdr", "trainer=cpu"]
-    if data == "mnist":
-        overrides += [f"data.data_dir={mnist_dir}", "data.download=false", "data.contamination=0.1"]
+    fixture, extra = DATASETS[data]
+    overrides = [f"model={model}", f"data={data}", "debug=fdr", "trainer=cpu", *extra]
+    if fixture is not None:
+        data_dir = request.getfixturevalue(fixture)
+        overrides += [f"data.data_dir={data_dir}", "data.download=false"]
     cfg = make_cfg(overrides)
     metrics = train(cfg)
     written = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
