@@ -8,6 +8,8 @@ collect `pl_module.last_scores` batch by batch, so neither needs a second pass o
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,6 +108,7 @@ class AnomalyThreshold(pl.Callback):
         self._cache: tuple[int, dict[str, Any]] | None = None
         self._loaded: dict[str, Any] | None = None  # threshold of checkpoint weights being tested
         self._weights_from_ckpt = False
+        self._fitting = False
 
     # --- choosing ---------------------------------------------------------------------------
     def _choose(
@@ -170,7 +173,66 @@ class AnomalyThreshold(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        if self._deferred():
+            return  # added to the files still on disk when fitting ends (`_complete_checkpoints`)
         checkpoint[THRESHOLD_KEY] = dict(self.current(trainer, pl_module))
+
+    def _deferred(self) -> bool:
+        """While fitting, the contamination rule's pass over the training split waits for the end.
+
+        A checkpoint is written every epoch but most are overwritten later: scoring the training
+        split once per file that survives, instead of once per epoch, saves an extra forward pass
+        over the training data every epoch.
+        """
+        return self._fitting and self.stored is None and self.method == "contamination"
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fitting = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fitting = False
+        self._complete_checkpoints(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Checkpoints written before a failure still get their threshold."""
+        if not self._fitting:
+            return
+        self._fitting = False
+        try:
+            self._complete_checkpoints(trainer, pl_module)
+        except Exception as exc:  # never hide the original failure
+            rank_zero_warn(f"could not store thresholds in the checkpoints after a failure: {exc}")
+
+    @torch.no_grad()
+    def _complete_checkpoints(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Add the threshold of each checkpoint's own weights to the checkpoint files on disk."""
+        paths = {
+            Path(p)
+            for callback in trainer.checkpoint_callbacks
+            for p in (callback.best_model_path, callback.last_model_path, *callback.best_k_models)
+            if p
+        }
+        current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        by_step: dict[int, dict[str, Any]] = {}
+        try:
+            for path in sorted(p for p in paths if p.is_file()):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+                if THRESHOLD_KEY in checkpoint:
+                    continue
+                step = int(checkpoint.get("global_step", -1))
+                if step not in by_step:
+                    pl_module.load_state_dict(checkpoint["state_dict"])
+                    by_step[step] = self._choose(trainer, pl_module, val_is_current=False)
+                checkpoint[THRESHOLD_KEY] = dict(by_step[step])
+                tmp = path.with_name(path.name + ".tmp")
+                torch.save(checkpoint, tmp)
+                os.replace(tmp, path)
+        finally:
+            pl_module.load_state_dict(current)
+        if trainer.global_step in by_step:  # the last weights: test needs no second pass
+            self._cache = (trainer.global_step, by_step[trainer.global_step])
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -259,8 +321,9 @@ class _Extremes:
 class _EpochBuffer:
     """What TensorBoardDiagnostics gathers from one val/test epoch, capped in size."""
 
-    def __init__(self, max_scores: int, n_images: int, max_embeddings: int) -> None:
+    def __init__(self, max_scores: int, n_images: int, max_embeddings: int, figures: bool) -> None:
         self.max_scores, self.max_embeddings = max_scores, max_embeddings
+        self.figures = figures  # ROC/PR figure, extreme images, embeddings (the costly drawings)
         self.scores = _Scores()
         self.extremes = _Extremes(n_images) if n_images > 0 else None
         self.codes: list[torch.Tensor] = []
@@ -275,10 +338,12 @@ class _EpochBuffer:
 class TensorBoardDiagnostics(pl.Callback):
     """Score histograms, ROC/PR curves, extreme images and reconstructions, latents, hparams.
 
-    Every `every_n_epochs` validation epochs and at test end, from the scores the validation
-    pass already computes (at most `max_scores` of them), the `n_images` highest- and lowest-
-    scored images and the latent codes of the first `max_embeddings` samples. Does nothing
-    unless a TensorBoardLogger is attached (so also nothing under a fast dev run).
+    From the scores the validation pass already computes (at most `max_scores` of them): score
+    histograms and TensorBoard's PR curve every `every_n_epochs` validation epochs; the drawn
+    ROC/PR figure, the `n_images` highest- and lowest-scored images and the latent codes of the
+    first `max_embeddings` samples every `figures_every_n_epochs` epochs and at the last epoch
+    (rendering them took longer than the validation pass itself); everything at test end.
+    Does nothing unless a TensorBoardLogger is attached (so also nothing under a fast dev run).
     """
 
     def __init__(
@@ -287,9 +352,11 @@ class TensorBoardDiagnostics(pl.Callback):
         max_scores: int = 10000,
         n_images: int = 8,
         max_embeddings: int = 500,
+        figures_every_n_epochs: int = 10,
     ) -> None:
         for key, value, low in (
             ("every_n_epochs", every_n_epochs, 1),
+            ("figures_every_n_epochs", figures_every_n_epochs, 1),
             ("max_scores", max_scores, 1),
             ("n_images", n_images, 0),
             ("max_embeddings", max_embeddings, 0),
@@ -298,6 +365,7 @@ class TensorBoardDiagnostics(pl.Callback):
                 raise ConfigError(f"callbacks.tensorboard.{key}", value, f"an integer >= {low}")
         self.every_n_epochs, self.max_scores = every_n_epochs, max_scores
         self.n_images, self.max_embeddings = n_images, max_embeddings
+        self.figures_every_n_epochs = figures_every_n_epochs
         self._buffer: _EpochBuffer | None = None
         self._warned: set[str] = set()
 
@@ -314,10 +382,17 @@ class TensorBoardDiagnostics(pl.Callback):
             rank_zero_warn(message)
 
     # --- collection -------------------------------------------------------------------------
-    def _start(self, trainer: pl.Trainer, active: bool) -> None:
+    def _start(self, trainer: pl.Trainer, active: bool, figures: bool = True) -> None:
         active = active and self._writer(trainer) is not None
         self._buffer = (
-            _EpochBuffer(self.max_scores, self.n_images, self.max_embeddings) if active else None
+            _EpochBuffer(
+                self.max_scores,
+                self.n_images if figures else 0,
+                self.max_embeddings if figures else 0,
+                figures,
+            )
+            if active
+            else None
         )
 
     @torch.no_grad()
@@ -344,8 +419,11 @@ class TensorBoardDiagnostics(pl.Callback):
             )
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        self._start(trainer, due and not trainer.sanity_checking)
+        epoch = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and epoch == trainer.max_epochs
+        figures = last or epoch % self.figures_every_n_epochs == 0
+        due = figures or epoch % self.every_n_epochs == 0
+        self._start(trainer, due and not trainer.sanity_checking, figures)
 
     def on_validation_batch_end(
         self,
@@ -421,7 +499,8 @@ class TensorBoardDiagnostics(pl.Callback):
             writer.add_pr_curve(
                 f"{stage}/pr_curve", outlier, (scores - scores.min()) / spread, step
             )
-            self._roc_figure(writer, f"{stage}/roc_pr_curves", scores, outlier, step)
+            if buf.figures:
+                self._roc_figure(writer, f"{stage}/roc_pr_curves", scores, outlier, step)
         if buf.extremes is not None and buf.extremes.high is not None:
             writer.add_image(
                 f"{stage}/highest_lowest_scored", self._extremes_grid(pl_module, buf.extremes), step

@@ -6,10 +6,12 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -81,6 +83,15 @@ def _check_run_config(cfg: DictConfig) -> str:
     return test_ckpt
 
 
+def _cpu_threads(cfg: DictConfig) -> int | None:
+    threads = cfg.get("cpu_threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError("cpu_threads", threads, "null (torch's default) or an integer >= 1")
+    return threads
+
+
 def _resume_flag(cfg: DictConfig) -> bool:
     resume = cfg.get("resume", False)
     if not isinstance(resume, bool):
@@ -107,6 +118,26 @@ def _previous_run(resume: bool, output_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def build_run(
+    cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()
+) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Data module (splits sampled), model and trainer as `train()` runs them.
+
+    `callbacks` come after the configured ones (run history, benchmarks' clocks).
+    """
+    datamodule = build(cfg.data)
+    model = build(cfg.model)
+    datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    trainer: pl.Trainer = build(
+        cfg.trainer,
+        callbacks=[*_instantiate_all(cfg.get("callbacks")), *callbacks],
+        logger=_instantiate_all(cfg.get("logger")) or False,
+        **hand_over_gradient_clipping(model, cfg.trainer),  # manual optimisation clips itself
+    )
+    return datamodule, model, trainer
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, validate and test one configuration; write and return `metrics.json`'s content."""
     output_dir = Path(cfg.paths.output_dir).resolve()
@@ -128,26 +159,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "config_path": str(config_path),
     }
     started = time.perf_counter()
+    default_threads = torch.get_num_threads()
     try:
         test_ckpt = _check_run_config(cfg)
+        threads = _cpu_threads(cfg)
+        if threads is not None:
+            torch.set_num_threads(threads)
         OmegaConf.save(cfg, config_path, resolve=True)
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
-        datamodule = build(cfg.data)
-        model = build(cfg.model)
-        datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
+        history = ValidationHistory()
+        datamodule, model, trainer = build_run(cfg, [history])
         metrics["split_sizes"] = datamodule.split_sizes
         metrics["split_details"] = datamodule.split_details
-        model.run_config = OmegaConf.to_container(cfg, resolve=True)
-        history = ValidationHistory()
-        trainer: pl.Trainer = build(
-            cfg.trainer,
-            callbacks=[*_instantiate_all(cfg.get("callbacks")), history],
-            logger=_instantiate_all(cfg.get("logger")) or False,
-            **hand_over_gradient_clipping(
-                model, cfg.trainer
-            ),  # manual optimisation clips in the module
-        )
         trainer.fit(model, datamodule=datamodule)
         metrics.update(
             {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -171,6 +195,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        torch.set_num_threads(default_threads)
         metrics["duration_s"] = round(time.perf_counter() - started, 3)
         write_json_atomic(metrics_path, metrics)
     return metrics

@@ -126,10 +126,7 @@ class RSRAEModule(AnomalyModule):
         reconstruction_opt, projection_opt, orthogonality_opt = self.optimizers()
         terms = self.training_losses(x)
         health.check_finite(terms, self.global_step, self.current_epoch)
-        self.log_dict(
-            {f"train/{k}": v for k, v in terms.items() if k != "loss"}, on_step=True, on_epoch=True
-        )
-        self.log("train/loss", terms["loss"], on_step=True, on_epoch=True, prog_bar=True)
+        self.log_training_values({f"train/{k}": v for k, v in terms.items()}, len(x))
         self._step(reconstruction_opt, "reconstruction", terms["reconstruction"])
         projection = losses.rsr_projection_error(self.net.encode(x), self.net.rsr.A).mean()
         self._step(projection_opt, "projection", projection)
@@ -148,11 +145,8 @@ class RSRAEModule(AnomalyModule):
             super().on_before_optimizer_step(optimizer)
             return
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.log(
-            f"train/grad_norm_{self._current_term}",
-            health.grad_norm(params),
-            on_step=True,
-            on_epoch=True,
+        self.log_training_values(
+            {f"train/grad_norm_{self._current_term}": health.grad_norm(params)}, 1
         )
         if self.gradient_clip is not None:
             value, algorithm = self.gradient_clip
