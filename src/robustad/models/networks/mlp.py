@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from robustad.errors import ConfigError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -25,7 +27,7 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(ACTIVATIONS.values())
 
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}")
+        raise ConfigError("model.net.activation", name, f"one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
@@ -74,7 +76,7 @@ class MLPAutoencoder(nn.Module):
     ) -> None:
         super().__init__()
         if latent_dim < 1:
-            raise ValueError(f"model.net.latent_dim must be >= 1, got {latent_dim}")
+            raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         self.encoder = mlp([n_in, *hidden_dims, latent_dim], activation, batch_norm)
