@@ -255,7 +255,7 @@ def _skip_if_missing(name: str) -> None:
 
 EXPECTED_GRIDS = {
     "rsrae_fashion_grid": {
-        "model": ["rsrae_conv", "ae", "cae", "pca"],
+        "model": ["rsrae_conv", "rsrae", "ae", "cae", "pca"],
         "data.inlier_classes": [f"[{k}]" for k in range(10)],
         "data.outlier_ratio": ["0.1", "0.3", "0.5", "0.7", "0.9"],
     },

@@ -106,6 +106,7 @@ class AnomalyModule(pl.LightningModule):
         # Scores of the latest val/test batch, read by callbacks (thresholds, TensorBoard) so they
         # need no second pass over the data.
         self.last_scores: torch.Tensor | None = None
+        self._nap_fitted_at_step: int | None = None  # global step of the weights NAP was fitted on
         self.train_means = EpochMeans()  # training terms and grad norm, logged at epoch end
 
     # --- what each model provides -------------------------------------------------------
@@ -167,9 +168,14 @@ class AnomalyModule(pl.LightningModule):
             yield datamodule.on_after_batch_transfer(batch, 0)["image"]
 
     def on_validation_start(self) -> None:
-        """NAP statistics must match the current weights: refit before each evaluation."""
-        if self.nap is not None and self.trainer.datamodule is not None:
+        """NAP statistics must match the current weights: refit before an evaluation, unless
+        they were fitted at this very step (testing right after the last validation)."""
+        if self.nap is None or self.trainer.datamodule is None:
+            return
+        step = self.trainer.global_step
+        if self._nap_fitted_at_step != step:
             self.fit_nap(self._training_images())
+            self._nap_fitted_at_step = step
 
     def on_test_start(self) -> None:
         self.on_validation_start()
