@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -67,9 +68,9 @@ def robustad_epochs(
     return epoch
 
 
-def torchvision_epochs(
-    data_dir: Path, root: Path, batch_size: int, workers: int, device: torch.device
-) -> Callable[[], Iterator[torch.Tensor]]:
+def torchvision_mnist(data_dir: Path, root: Path) -> Any:
+    """torchvision's MNIST (ToTensor per image) reading uncompressed copies of the IDX files
+    under `root` (offline): the baseline both benchmarks compare against."""
     from torchvision.datasets import MNIST
     from torchvision.transforms import ToTensor
 
@@ -81,7 +82,13 @@ def torchvision_epochs(
             (raw / path.name.removesuffix(".gz")).open("wb") as dst,
         ):
             shutil.copyfileobj(src, dst)
-    dataset = MNIST(str(root), train=True, transform=ToTensor(), download=False)
+    return MNIST(str(root), train=True, transform=ToTensor(), download=False)
+
+
+def torchvision_epochs(
+    data_dir: Path, root: Path, batch_size: int, workers: int, device: torch.device
+) -> Callable[[], Iterator[torch.Tensor]]:
+    dataset = torchvision_mnist(data_dir, root)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -24,7 +24,6 @@ an epoch several times) and samples GPU utilisation with nvidia-smi.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -40,6 +39,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from bench_data import torchvision_mnist  # same baseline data as the data benchmark
 from torch import nn
 
 SIDES = ("ours", "notebook")
@@ -255,24 +255,6 @@ class NotebookModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
-
-
-def torchvision_mnist(data_dir: Path, root: Path) -> Any:
-    """torchvision's MNIST reading uncompressed copies of the IDX files (offline)."""
-    from torchvision.datasets import MNIST
-    from torchvision.transforms import ToTensor
-
-    from robustad.data.sources import MNIST_LAYOUT, locate_idx
-
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for path in locate_idx(MNIST_LAYOUT, data_dir, download=False).values():
-        with (
-            gzip.open(path) if path.suffix == ".gz" else path.open("rb") as src,
-            (raw / path.name.removesuffix(".gz")).open("wb") as dst,
-        ):
-            shutil.copyfileobj(src, dst)
-    return MNIST(str(root), train=True, transform=ToTensor(), download=False)
 
 
 def run_notebook(args: argparse.Namespace, out: Path) -> dict[str, Any]:
