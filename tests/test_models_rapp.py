@@ -69,3 +69,21 @@ def test_nap_module_scores_through_the_path_and_survives_a_state_dict() -> None:
     fresh.load_state_dict(model.state_dict())  # buffers are resized to the fitted shapes
     fresh.eval()
     assert torch.equal(fresh.anomaly_score(train[:3]), model.anomaly_score(train[:3]))
+
+
+def test_nap_fitted_batch_by_batch_scores_like_the_full_svd() -> None:
+    generator = torch.Generator().manual_seed(0)
+    differences = torch.randn(300, 12, generator=generator) @ torch.randn(
+        12, 12, generator=generator
+    )
+    differences[:, 3] = 0.0  # a direction without training variance is dropped by both
+    full, streamed = NAPStatistics(max_components=8), NAPStatistics(max_components=8)
+    full.fit(differences)
+    streamed.fit_batches(differences.split(32))
+    probe = torch.randn(5, 12, generator=generator)
+    assert streamed.axes.shape == full.axes.shape == (8, 12)
+    assert torch.allclose(streamed.score(probe), full.score(probe), rtol=1e-4)
+    wide, reference = NAPStatistics(), NAPStatistics()
+    wide.fit_batches(differences.split(32), dense_limit=4)  # wider than the limit: full SVD
+    reference.fit(differences)
+    assert torch.equal(wide.score(probe), reference.score(probe))

@@ -157,7 +157,7 @@ class AnomalyModule(pl.LightningModule):
             return
         was_training = self.training
         self.eval()
-        self.nap.fit(torch.cat([self.rapp_differences(x) for x in batches]))
+        self.nap.fit_batches(self.rapp_differences(x) for x in batches)
         self.train(was_training)
 
     def _training_images(self) -> Iterable[torch.Tensor]:

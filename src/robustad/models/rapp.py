@@ -8,7 +8,7 @@ so layers and directions that differ a lot even for normal data count less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -57,6 +57,42 @@ class NAPStatistics(nn.Module):
             raise ValueError(f"NAP needs at least 2 training samples, got {n}")
         mean = differences.mean(dim=0)
         _, singular, vh = torch.linalg.svd(differences - mean, full_matrices=False)
+        self._keep_axes(mean, singular, vh, n)
+
+    @torch.no_grad()
+    def fit_batches(self, batches: Iterable[torch.Tensor], dense_limit: int = 4096) -> None:
+        """`fit` over batches without holding the N x P matrix: for P <= `dense_limit` the
+        P x P covariance is summed in float64 and diagonalised (same axes and scales as the SVD,
+        far cheaper for large N); wider paths (conv nets) fall back to the full SVD."""
+        iterator = iter(batches)
+        first = next(iterator, None)
+        if first is None:
+            raise ValueError("NAP needs at least 2 training samples, got 0")
+        if first.shape[1] > dense_limit:
+            self.fit(torch.cat(list(_chain(first, iterator))))
+            return
+        total = torch.zeros(first.shape[1], dtype=torch.float64, device=first.device)
+        gram = torch.zeros(first.shape[1], first.shape[1], dtype=torch.float64, device=first.device)
+        n = 0
+        for batch in _chain(first, iterator):
+            batch = batch.double()
+            total += batch.sum(dim=0)
+            gram += batch.T @ batch
+            n += len(batch)
+        if n < 2:
+            raise ValueError(f"NAP needs at least 2 training samples, got {n}")
+        mean = total / n
+        scatter = gram - n * torch.outer(mean, mean)  # sum of (d - mean)(d - mean)^T
+        eigenvalues, eigenvectors = torch.linalg.eigh(scatter)  # ascending
+        singular = eigenvalues.flip(0).clamp_min(0).sqrt()
+        vh = eigenvectors.flip(1).T
+        dtype = first.dtype
+        self._keep_axes(mean.to(dtype), singular.to(dtype), vh.to(dtype), n)
+
+    def _keep_axes(
+        self, mean: torch.Tensor, singular: torch.Tensor, vh: torch.Tensor, n: int
+    ) -> None:
+        """Keep the axes with real training variance (and at most `max_components`)."""
         keep = singular > self.rtol * singular[0].clamp_min(torch.finfo(singular.dtype).tiny)
         if self.max_components is not None:
             keep[self.max_components :] = False
@@ -80,6 +116,11 @@ class NAPStatistics(nn.Module):
                     self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device)
                 )
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    yield first
+    yield from rest
 
 
 def collect_differences(
