@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from robustad.checkpoint import (
     trained_image_shape,
 )
 from robustad.errors import ConfigError, RobustADError
-from robustad.train import _instantiate_all, build, write_json_atomic
+from robustad.train import _instantiate_all, build, recorded
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": cfg.get("ckpt_path"),
         "output_dir": str(output_dir),
     }
-    started = time.perf_counter()
-    try:
+    with recorded(metrics_path, metrics):
         checkpoint = load_checkpoint(cfg.get("ckpt_path"))
         run_config = checkpoint[CONFIG_KEY]
         data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(run_config["data"])
@@ -107,14 +105,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({k: float(v) for k, v in results[0].items()})
         if threshold_cb is not None and threshold_cb.report:
             metrics.update(threshold_cb.report)
-        metrics["status"] = "done"
-    except BaseException as exc:
-        metrics["status"] = "failed"
-        metrics["error"] = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        metrics["duration_s"] = round(time.perf_counter() - started, 3)
-        write_json_atomic(metrics_path, metrics)
     return metrics
 
 

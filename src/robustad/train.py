@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,35 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+@contextmanager
+def recorded(metrics_path: Path, metrics: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Whatever happens inside, `metrics_path` ends up saying so: status done, or failed with
+    the reason (and the exception still propagates); the duration is recorded either way."""
+    started = time.perf_counter()
+    try:
+        yield metrics
+        metrics["status"] = "done"
+    except BaseException as exc:
+        metrics["status"] = "failed"
+        metrics["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        metrics["duration_s"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(metrics_path, metrics)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count for one run (None: leave it), restored afterwards."""
+    default = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -158,44 +188,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
         "config_path": str(config_path),
     }
-    started = time.perf_counter()
-    default_threads = torch.get_num_threads()
-    try:
+    with recorded(metrics_path, metrics):
         test_ckpt = _check_run_config(cfg)
-        threads = _cpu_threads(cfg)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        OmegaConf.save(cfg, config_path, resolve=True)
-        if cfg.get("seed") is not None:
-            pl.seed_everything(cfg.seed, workers=True)
-        history = ValidationHistory()
-        datamodule, model, trainer = build_run(cfg, [history])
-        metrics["split_sizes"] = datamodule.split_sizes
-        metrics["split_details"] = datamodule.split_details
-        trainer.fit(model, datamodule=datamodule)
-        metrics.update(
-            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        )
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt_path = best if test_ckpt == "best" and best else None
-        if test_ckpt == "best" and not best:
-            log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
-        test_results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False
-        )
-        metrics.update({k: float(v) for k, v in test_results[0].items()})
-        threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
-        if threshold is not None and threshold.report:
-            metrics.update(threshold.report)  # adds the confusion matrix and threshold method
-        metrics["tested_checkpoint"] = ckpt_path or "last weights"
-        metrics["history"] = history.epochs
-        metrics["status"] = "done"
-    except BaseException as exc:
-        metrics["status"] = "failed"
-        metrics["error"] = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        torch.set_num_threads(default_threads)
-        metrics["duration_s"] = round(time.perf_counter() - started, 3)
-        write_json_atomic(metrics_path, metrics)
+        with cpu_threads(_cpu_threads(cfg)):
+            OmegaConf.save(cfg, config_path, resolve=True)
+            if cfg.get("seed") is not None:
+                pl.seed_everything(cfg.seed, workers=True)
+            history = ValidationHistory()
+            datamodule, model, trainer = build_run(cfg, [history])
+            metrics["split_sizes"] = datamodule.split_sizes
+            metrics["split_details"] = datamodule.split_details
+            trainer.fit(model, datamodule=datamodule)
+            metrics.update(
+                {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            )
+            best = (
+                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            )
+            ckpt_path = best if test_ckpt == "best" and best else None
+            if test_ckpt == "best" and not best:
+                log.warning(
+                    "test_ckpt=best but no best checkpoint was saved; testing the last weights"
+                )
+            test_results = trainer.test(
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False
+            )
+            metrics.update({k: float(v) for k, v in test_results[0].items()})
+            threshold = next(
+                (c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None
+            )
+            if threshold is not None and threshold.report:
+                metrics.update(threshold.report)  # adds the confusion matrix and threshold method
+            metrics["tested_checkpoint"] = ckpt_path or "last weights"
+            metrics["history"] = history.epochs
     return metrics
