@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustad.models import VAEModule
-from robustad.models.health import NonFiniteLossError, check_finite
+from robustad.models.health import NonFiniteLossError, check_finite, clip_gradients
 from robustad.train import train
 
 
@@ -22,6 +22,30 @@ def test_check_finite_names_the_term_not_the_sum() -> None:
     with pytest.raises(NonFiniteLossError, match=r"`kl` = inf at global step 7 \(epoch 2\)"):
         check_finite(terms, step=7, epoch=2)
     check_finite({"loss": torch.tensor(0.5)}, step=0, epoch=0)
+
+
+def _params_with_grads(*grads: list[float]) -> list[torch.nn.Parameter]:
+    params = [torch.nn.Parameter(torch.zeros(len(g))) for g in grads]
+    for param, grad in zip(params, grads, strict=True):
+        param.grad = torch.tensor(grad)
+    return params
+
+
+@pytest.mark.parametrize(
+    ("value", "algorithm", "expected"),
+    [
+        (None, None, [[3.0, 0.0], [4.0]]),  # no clipping: the norm is still measured
+        (1.0, "norm", [[0.6, 0.0], [0.8]]),  # scaled to total norm 1
+        (10.0, "norm", [[3.0, 0.0], [4.0]]),  # under the threshold: unchanged
+        (2.0, "value", [[2.0, 0.0], [2.0]]),  # each entry clamped
+    ],
+)
+def test_clip_gradients_returns_the_norm_before_clipping(value, algorithm, expected) -> None:
+    params = [*_params_with_grads([3.0, 0.0], [4.0]), torch.nn.Parameter(torch.ones(2))]
+    norm = clip_gradients(params, value, algorithm)  # the last parameter has no gradient
+    assert float(norm) == pytest.approx(5.0)
+    for param, want in zip(params, expected, strict=False):
+        assert param.grad.tolist() == pytest.approx(want, abs=1e-5)
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_checkpoints(make_cfg, monkeypatch) -> None:

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from robustad.errors import ConfigError
 from robustad.models import AnomalyModule, PCAModule
+from robustad.models.base import EpochMeans
 from tests.conftest import synthetic_images
 
 # Tiny networks for 1x8x8 inputs (data=digits), so every test runs in well under a second.
@@ -137,3 +138,13 @@ def test_bad_model_values_name_the_key(make_cfg, name: str, override: str, key: 
         error = error.__cause__  # Hydra wraps errors raised while instantiating
     assert isinstance(error, ConfigError)
     assert error.key == key
+
+
+def test_epoch_means_weight_each_batch_by_its_size_and_start_over() -> None:
+    means = EpochMeans()
+    means.add({"loss": torch.tensor(1.0), "term": torch.tensor(4.0)}, weight=3)
+    means.add({"grad_norm": torch.tensor(2.0)}, weight=1)
+    means.add({"loss": torch.tensor(3.0), "term": torch.tensor(0.0)}, weight=1)
+    popped = {name: float(value) for name, value in means.pop().items()}
+    assert popped == pytest.approx({"loss": 1.5, "term": 3.0, "grad_norm": 2.0})
+    assert means.pop() == {}

@@ -38,6 +38,23 @@ def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), ord=2)
 
 
+def clip_gradients(
+    parameters: Iterable[torch.nn.Parameter], value: float | None, algorithm: str | None
+) -> torch.Tensor:
+    """Clip in place (when `value` is set) and return the total gradient norm before clipping.
+
+    Norm clipping computes that norm anyway: returning it saves a second pass over every
+    gradient (about a tenth of a batch-64 RSRAE step on a CPU).
+    """
+    params = [p for p in parameters if p.grad is not None]
+    if value and (algorithm or "norm") == "norm":
+        return torch.nn.utils.clip_grad_norm_(params, value)
+    norm = grad_norm(params)
+    if value:
+        torch.nn.utils.clip_grad_value_(params, value)
+    return norm
+
+
 def hand_over_gradient_clipping(model: Any, trainer_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Trainer overrides for modules that optimise manually.
 

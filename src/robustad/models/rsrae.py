@@ -141,15 +141,10 @@ class RSRAEModule(AnomalyModule):
         return None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.automatic_optimization:
-            super().on_before_optimizer_step(optimizer)
-            return
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.log_training_values(
-            {f"train/grad_norm_{self._current_term}": health.grad_norm(params)}, 1
-        )
-        if self.gradient_clip is not None:
-            value, algorithm = self.gradient_clip
-            self.clip_gradients(
-                optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm
+        """Manual optimisation: Lightning does not clip, so each of the three steps clips here
+        (with the Trainer's configured value) and logs its own gradient norm."""
+        if not self.automatic_optimization:
+            value, algorithm = self.gradient_clip or (None, None)
+            self.clip_and_log_gradients(
+                optimizer, value, algorithm, f"grad_norm_{self._current_term}"
             )
