@@ -21,6 +21,7 @@ from robustad.data.idx import write_idx
 from robustad.data.sources import load_digits
 from robustad.errors import ConfigError, RobustADError
 from robustad.evaluate import evaluate
+from robustad.report import collect
 from robustad.score import main as score_main
 from robustad.thresholds import binary_report, contamination_threshold, f1_threshold
 from robustad.train import train
@@ -164,6 +165,9 @@ def test_eval_reproduces_test_metrics_with_confusion_matrix(
     out = tmp_path / "eval"
     metrics = evaluate(compose_cfg("eval", [f"ckpt_path={trained['ckpt']}", "trainer=cpu"], out))
     assert (out / "metrics.json").is_file() and metrics["status"] == "done"
+    # Named by the config it was trained from (model=ae), in metrics.json and in the report.
+    assert metrics["model"] == "ae"
+    assert [run.keys["model"] for run in collect(out)] == ["ae"]
     for key in (
         "test/auroc",
         "test/ap",

@@ -19,6 +19,8 @@ from robustad.errors import ConfigError, RobustADError
 from robustad.models.base import AnomalyModule
 
 CONFIG_KEY = "robustad_config"
+# Inside the stored config: the config-group options it was composed from (model: rsrae, ...).
+CHOICES_KEY = "config_choices"
 # Targets a checkpoint's model config may name: instantiating anything else could run any callable.
 ALLOWED_TARGETS = ("robustad.", "torch.optim.", "torch.nn.")
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustad.callbacks import AnomalyThreshold
 from robustad.checkpoint import (
+    CHOICES_KEY,
     CONFIG_KEY,
     build_model,
     load_checkpoint,
@@ -66,7 +67,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
         threshold = _threshold(cfg, checkpoint)
         metrics.update(
-            model=run_config["model"]["_target_"].rsplit(".", 1)[-1],
+            # The model's config name (cae, rsrae_conv) where the checkpoint stores it.
+            model=run_config.get(CHOICES_KEY, {}).get("model")
+            or run_config["model"]["_target_"].rsplit(".", 1)[-1],
             dataset=data_cfg.get("dataset"),
             trained_on=run_config["data"].get("dataset"),
             seed=cfg.get("seed"),

@@ -39,7 +39,16 @@ DEFAULT_METRICS = ("test/auroc", "test/ap", "val/auroc", "val/ap")
 PLOT_METRICS = ("test/auroc", "test/ap")
 # Config keys that differ between runs without making them different experiments (values that
 # hold the run's own output folder, such as checkpoint paths, are ignored too).
-IGNORED_CONFIG_KEYS = ("seed", "paths.", "hydra.", "task_name", "tags", "resume", "data.data_dir")
+IGNORED_CONFIG_KEYS = (
+    "seed",
+    "paths.",
+    "hydra.",
+    "task_name",
+    "tags",
+    "resume",
+    "data.data_dir",
+    "config_choices.",
+)
 
 
 @dataclass

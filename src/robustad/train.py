@@ -13,11 +13,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from robustad.callbacks import AnomalyThreshold
+from robustad.checkpoint import CHOICES_KEY
 from robustad.errors import ConfigError, RobustADError
 from robustad.models.health import hand_over_gradient_clipping
 from robustad.sweeps import archive_previous_attempt, read_metrics
@@ -148,6 +150,19 @@ def _previous_run(resume: bool, output_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def config_choices() -> dict[str, str]:
+    """The config-group options the run was composed from (model: rsrae_conv, data: mnist, ...),
+    when Hydra composed it: stored in checkpoints, so an eval run can name its model by them."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        group: str(option)
+        for group, option in choices.items()
+        if option is not None and not group.startswith("hydra")
+    }
+
+
 def build_run(
     cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()
 ) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -159,6 +174,7 @@ def build_run(
     model = build(cfg.model)
     datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.run_config[CHOICES_KEY] = config_choices()
     trainer: pl.Trainer = build(
         cfg.trainer,
         callbacks=[*_instantiate_all(cfg.get("callbacks")), *callbacks],
