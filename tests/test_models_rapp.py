@@ -11,7 +11,7 @@ from robustad.models.networks import MLPAutoencoder
 from robustad.models.rapp import NAPStatistics
 
 
-def hand_set_ae(score: str) -> AEModule:
+def hand_set_ae(score: str, rapp_from_input: bool = True) -> AEModule:
     """2 -> 1 -> 2 linear autoencoder: z = x1 + 2 x2, x~ = (z, z)."""
     net = MLPAutoencoder((1, 1, 2), hidden_dims=(), latent_dim=1, output_activation="identity")
     with torch.no_grad():
@@ -20,7 +20,7 @@ def hand_set_ae(score: str) -> AEModule:
         decoder.weight.copy_(torch.tensor([[1.0], [1.0]]))
         nn.init.zeros_(encoder.bias)
         nn.init.zeros_(decoder.bias)
-    return AEModule(net, optimizer=torch.optim.SGD, score=score)
+    return AEModule(net, optimizer=torch.optim.SGD, score=score, rapp_from_input=rapp_from_input)
 
 
 def test_sap_matches_a_hand_computed_case() -> None:
@@ -28,6 +28,8 @@ def test_sap_matches_a_hand_computed_case() -> None:
     x = torch.tensor([[[[1.0, 3.0]]]])
     # z = 7, x~ = (7, 7), z(x~) = 21: input difference (-6, -4), code difference -14.
     assert model.anomaly_score(x).item() == pytest.approx(36 + 16 + 196)
+    # The pathway from the first hidden layer on: the code difference alone.
+    assert hand_set_ae("rapp_sap", rapp_from_input=False).anomaly_score(x).item() == 196
 
 
 def test_nap_matches_a_hand_computed_case() -> None:

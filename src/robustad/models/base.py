@@ -88,6 +88,7 @@ class AnomalyModule(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         score: str = "l2",
         rapp_components: int | None = None,
+        rapp_from_input: bool = True,
     ) -> None:
         super().__init__()
         allowed = sorted([*SCORES, *FEATURE_SCORES, *self.EXTRA_SCORES])
@@ -99,6 +100,7 @@ class AnomalyModule(pl.LightningModule):
         self.net = net
         # RaPP NAP: training-set statistics of the activation differences (buffers: checkpointed).
         self.nap = rapp.NAPStatistics(rapp_components) if score == "rapp_nap" else None
+        self.rapp_from_input = bool(rapp_from_input)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.score_name = score
@@ -146,8 +148,11 @@ class AnomalyModule(pl.LightningModule):
 
     # --- RaPP -------------------------------------------------------------------------------
     def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """RaPP's h_0..h_l: the input, then the net's `hidden_activations` (encoder layers)."""
-        return [x, *self.net.hidden_activations(x)]
+        """RaPP's pathway: the net's `hidden_activations` (encoder layers, then the code),
+        preceded by the input itself (h_0 = x, whose difference is the reconstruction error)
+        when `rapp_from_input`."""
+        hidden = self.net.hidden_activations(x)
+        return [x, *hidden] if self.rapp_from_input else hidden
 
     def rapp_differences(self, x: torch.Tensor) -> torch.Tensor:
         x_hat = self.reconstruct(x)

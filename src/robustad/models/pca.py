@@ -19,10 +19,19 @@ class PCAModule(AnomalyModule):
     """
 
     def __init__(
-        self, net: PCAReconstructor, score: str = "l2", rapp_components: int | None = None
+        self,
+        net: PCAReconstructor,
+        score: str = "l2",
+        rapp_components: int | None = None,
+        rapp_from_input: bool = True,
     ) -> None:
         super().__init__(
-            net, optimizer=None, scheduler=None, score=score, rapp_components=rapp_components
+            net,
+            optimizer=None,
+            scheduler=None,
+            score=score,
+            rapp_components=rapp_components,
+            rapp_from_input=rapp_from_input,
         )
         self.automatic_optimization = False
         self.train_mse = torch.tensor(float("nan"))

@@ -58,8 +58,9 @@ class RSRAEModule(AnomalyModule):
         lr_orthogonality: float | None = None,
         score: str = "l2",
         rapp_components: int | None = None,
+        rapp_from_input: bool = True,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components)
+        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
         for key, value in (("model.lambda1", lambda1), ("model.lambda2", lambda2)):
             if value < 0:
                 raise ConfigError(key, value, "a weight >= 0")

@@ -31,8 +31,9 @@ class VAEModule(AnomalyModule):
         mc_samples: int = 10,
         score: str = "l2",
         rapp_components: int | None = None,
+        rapp_from_input: bool = True,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components)
+        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
         if kl_weight < 0:
             raise ConfigError("model.kl_weight", kl_weight, "a weight >= 0")
         if (
