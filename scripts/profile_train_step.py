@@ -45,25 +45,30 @@ def batches(batch_size: int, n: int) -> list[torch.Tensor]:
     return [torch.rand(batch_size, 1, 28, 28, generator=generator) for _ in range(n)]
 
 
+def raw_step(net: RSRAutoencoder, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    """One training step written out in plain PyTorch."""
+    out = net(x)
+    loss = rsrae_loss_terms(x, out.x_hat, out.z, net.rsr.A, 0.1, 0.1)["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    optimizer.step()
+
+
+def raw_setup() -> tuple[RSRAutoencoder, torch.optim.Optimizer]:
+    net = RSRAutoencoder(input_shape=(1, 28, 28))
+    return net, torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+
+
 def raw_loop(batch_size: int) -> float:
     """Seconds per step of the plain PyTorch loop."""
-    net = RSRAutoencoder(input_shape=(1, 28, 28))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    net, optimizer = raw_setup()
     data = batches(batch_size, 16)
-
-    def step(x: torch.Tensor) -> None:
-        out = net(x)
-        loss = rsrae_loss_terms(x, out.x_hat, out.z, net.rsr.A, 0.1, 0.1)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimizer.step()
-
     for i in range(WARMUP):
-        step(data[i % len(data)])
+        raw_step(net, optimizer, data[i % len(data)])
     start = time.perf_counter()
     for i in range(TIMED):
-        step(data[i % len(data)])
+        raw_step(net, optimizer, data[i % len(data)])
     return (time.perf_counter() - start) / TIMED
 
 
@@ -133,27 +138,14 @@ def operator_table(batch_size: int) -> str:
     """The profiler's top operators (self CPU time) over 100 raw steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    net = RSRAutoencoder(input_shape=(1, 28, 28))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
+    net, optimizer = raw_setup()
     x = batches(batch_size, 1)[0]
-    for warm in (True, False):
-        with profile(activities=[ProfilerActivity.CPU]) if not warm else _Null() as prof:
-            for _ in range(20 if warm else 100):
-                out = net(x)
-                loss = rsrae_loss_terms(x, out.x_hat, out.z, net.rsr.A, 0.1, 0.1)["loss"]
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                optimizer.step()
+    for _ in range(20):
+        raw_step(net, optimizer, x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(100):
+            raw_step(net, optimizer, x)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def worker(setup: str, batch_size: int, threads: int) -> None:
