@@ -20,7 +20,7 @@ class AEModule(AnomalyModule):
         scheduler: SchedulerFactory | None = None,
         score: str = "l2",
         rapp_components: int | None = None,
-        rapp_from_input: bool = True,
+        rapp_from_input: bool = False,
     ) -> None:
         super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])

@@ -88,7 +88,7 @@ class AnomalyModule(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         score: str = "l2",
         rapp_components: int | None = None,
-        rapp_from_input: bool = True,
+        rapp_from_input: bool = False,
     ) -> None:
         super().__init__()
         allowed = sorted([*SCORES, *FEATURE_SCORES, *self.EXTRA_SCORES])

@@ -23,7 +23,7 @@ class PCAModule(AnomalyModule):
         net: PCAReconstructor,
         score: str = "l2",
         rapp_components: int | None = None,
-        rapp_from_input: bool = True,
+        rapp_from_input: bool = False,
     ) -> None:
         super().__init__(
             net,

@@ -58,7 +58,7 @@ class RSRAEModule(AnomalyModule):
         lr_orthogonality: float | None = None,
         score: str = "l2",
         rapp_components: int | None = None,
-        rapp_from_input: bool = True,
+        rapp_from_input: bool = False,
     ) -> None:
         super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
         for key, value in (("model.lambda1", lambda1), ("model.lambda2", lambda2)):

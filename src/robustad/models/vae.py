@@ -31,7 +31,7 @@ class VAEModule(AnomalyModule):
         mc_samples: int = 10,
         score: str = "l2",
         rapp_components: int | None = None,
-        rapp_from_input: bool = True,
+        rapp_from_input: bool = False,
     ) -> None:
         super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
         if kl_weight < 0:
