@@ -4,7 +4,8 @@
 
 Reads the per-epoch history in every metrics.json (status done). Diagnostic only: on the
 transductive protocol the validation set is the scored set, so the best epoch is picked with
-labels; it shows whether a model was better earlier in training than where it ended.
+labels; it shows whether a model was better earlier in training than where it ended. Epochs
+are counted from 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directories", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    print("| sweep | runs | final-epoch AUROC (mean) | best-epoch AUROC (mean) | best epochs |")
+    print(
+        "| sweep | runs | final-epoch AUROC (mean) | best-epoch AUROC (mean) "
+        "| best epoch (median, range) |"
+    )
     print("|---|---|---|---|---|")
     for root in args.directories:
         found = (read_metrics(path) or {} for path in sorted(root.rglob("metrics.json")))
@@ -30,10 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         finals = [history[-1]["val/auroc"] for history in histories]
         best = [max(history, key=lambda row: row["val/auroc"]) for history in histories]
-        epochs = ", ".join(str(row["epoch"]) for row in best)
+        epochs = [row["epoch"] for row in best]
+        where = f"{statistics.median(epochs):g} ({min(epochs)}-{max(epochs)})"
         print(
             f"| {root.name} | {len(histories)} | {statistics.fmean(finals):.3f} | "
-            f"{statistics.fmean(row['val/auroc'] for row in best):.3f} | {epochs} |"
+            f"{statistics.fmean(row['val/auroc'] for row in best):.3f} | {where} |"
         )
     return 0
 
