@@ -151,6 +151,15 @@ def test_other_threshold_methods_are_stored(tmp_path: Path, method: str) -> None
         assert 0.0 <= metrics["test/f1"] <= 1.0
 
 
+def test_checkpoints_from_before_rapp_from_input_keep_the_input_layer(
+    trained: dict[str, Any],
+) -> None:
+    checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
+    assert build_model(checkpoint).rapp_from_input is False  # today's default, stored
+    del checkpoint["robustad_config"]["model"]["rapp_from_input"]
+    assert build_model(checkpoint).rapp_from_input is True  # how such a checkpoint was scored
+
+
 def test_untrusted_model_target_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
     checkpoint["robustad_config"]["model"]["_target_"] = "os.system"

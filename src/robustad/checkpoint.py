@@ -76,6 +76,9 @@ def build_model(checkpoint: dict[str, Any]) -> AnomalyModule:
     if not isinstance(model_cfg, dict):
         raise RobustADError("the checkpoint's run config holds no `model` section")
     _check_targets(model_cfg)
+    if "rapp_from_input" not in model_cfg:
+        # Written before the option existed, when RaPP's pathway always began at the input.
+        model_cfg = {**model_cfg, "rapp_from_input": True}
     model = instantiate(OmegaConf.create(model_cfg))
     model.load_state_dict(checkpoint["state_dict"])
     model.run_config = run_config
