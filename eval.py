@@ -1,15 +1,6 @@
-"""Hydra entry: `python eval.py ckpt_path=... [data=...]`. The work is in robustad.evaluate."""
+"""`python eval.py ckpt_path=...`: the same as `robustad-eval` (robustad.cli)."""
 
-import hydra
-from omegaconf import DictConfig
-
-from robustad.evaluate import run_evaluation
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    run_evaluation(cfg)
-
+from robustad.cli import eval_main
 
 if __name__ == "__main__":
-    main()
+    eval_main()

@@ -43,7 +43,7 @@ from bench_data import torchvision_mnist  # same baseline data as the data bench
 from torch import nn
 
 SIDES = ("ours", "notebook")
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "src" / "robustad" / "configs"
 CUDA_BATCH_SIZES = (64, 1024, 8192)
 
 

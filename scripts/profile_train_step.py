@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 from robustad.models.networks import RSRAutoencoder
 from robustad.models.rsrae import rsrae_loss_terms
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "src" / "robustad" / "configs"
 SETUPS = ("raw", "lightning", "ours")
 WARMUP, TIMED = 50, 400
 

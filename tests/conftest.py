@@ -18,7 +18,7 @@ from robustad.data import ContaminatedDataModule
 from robustad.data.idx import write_idx
 from robustad.data.sources import MNIST_FILES
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "src" / "robustad" / "configs"
 
 
 def synthetic_images(labels: np.ndarray, size: int = 28, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ from robustad.score import main as score_main
 from robustad.thresholds import binary_report, contamination_threshold, f1_threshold
 from robustad.train import train
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "src" / "robustad" / "configs"
 TINY = [
     "data=digits",
     "model=ae",

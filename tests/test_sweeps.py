@@ -28,11 +28,12 @@ from omegaconf import OmegaConf, open_dict
 from robustad.cli import run_training
 from robustad.errors import ConfigError
 from robustad.report import report
-from robustad.sweeps import MAX_DIRNAME, SweepStatusCallback, failed_jobs_in, job_dirname
+from robustad.resolvers import MAX_DIRNAME, job_dirname
+from robustad.sweeps import SweepStatusCallback, failed_jobs_in
 from robustad.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = REPO / "src" / "robustad" / "configs"
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 FAST = ["data=digits", "debug=fdr", "trainer=cpu"]
 # Subprocess sweeps test the sweep machinery: callbacks (checkpoints, images) only cost time.
@@ -159,13 +160,15 @@ def test_resume_must_be_a_boolean(make_cfg) -> None:
         train(make_cfg([*FAST, "resume=maybe"]))
 
 
-def test_single_run_failure_exits_1_with_one_line(make_cfg, capsys) -> None:
+def test_single_run_failure_exits_1_with_one_line(make_cfg, caplog) -> None:
     cfg = make_cfg([*FAST, "data.inlier_classes=[42]"])
     with pytest.raises(SystemExit) as exit_info:
         run_training(cfg)
     assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("[robustad] error:") and "42" in err[0]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].name == "robustad" and errors[0].exc_info is None
+    message = errors[0].getMessage()
+    assert message.startswith("error:") and "42" in message and "\n" not in message
 
 
 def test_multirun_job_failure_returns_and_is_recorded(make_cfg, tmp_path: Path, capsys) -> None:

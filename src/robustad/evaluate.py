@@ -7,7 +7,6 @@ picks what to evaluate on, by default the protocol the checkpoint was trained wi
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from robustad.checkpoint import (
     trained_image_shape,
 )
 from robustad.errors import ConfigError, RobustADError
-from robustad.train import _instantiate_all, build, recorded
+from robustad.runs import build, build_trainer, instantiate_all, quiet_lightning, recorded
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,18 @@ def _threshold(cfg: DictConfig, checkpoint: dict[str, Any]) -> dict[str, Any] | 
     return {"method": "fixed", "value": float(override)}
 
 
+def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> DictConfig:
+    """The data to evaluate on: `data=<name>` composes a new one; otherwise the checkpoint's own,
+    with any `data.<key>=...` given on the command line (e.g. `data.data_dir` for a checkpoint
+    moved to another machine) applied on top."""
+    given = cfg.get("data") or {}
+    if "_target_" in given:
+        return given
+    stored = OmegaConf.create(run_config["data"])
+    changes = {k: v for k, v in OmegaConf.to_container(given).items() if v is not None}
+    return OmegaConf.merge(stored, changes)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint; write and return `metrics.json` in the eval run's own directory."""
     output_dir = Path(cfg.paths.output_dir).resolve()
@@ -54,10 +65,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": cfg.get("ckpt_path"),
         "output_dir": str(output_dir),
     }
-    with recorded(metrics_path, metrics):
+    with recorded(metrics_path, metrics), quiet_lightning():
         checkpoint = load_checkpoint(cfg.get("ckpt_path"))
         run_config = checkpoint[CONFIG_KEY]
-        data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(run_config["data"])
+        data_cfg = data_config(cfg, run_config)
         trained = list(trained_image_shape(checkpoint))
         if [int(n) for n in data_cfg.image_shape] != trained:
             raise ConfigError(
@@ -90,7 +101,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics["split_sizes"] = datamodule.split_sizes
         callbacks = [
             cb
-            for cb in _instantiate_all(cfg.get("callbacks"))
+            for cb in instantiate_all(cfg.get("callbacks"))
             if not isinstance(cb, AnomalyThreshold)
         ]
         threshold_cb = AnomalyThreshold(stored=threshold) if threshold else None
@@ -99,30 +110,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "the checkpoint stores no threshold and none was given (threshold=...): "
                 "no precision/recall"
             )
-        trainer: pl.Trainer = build(
+        trainer = build_trainer(
             cfg.trainer,
-            callbacks=[*callbacks, *([threshold_cb] if threshold_cb else [])],
-            logger=_instantiate_all(cfg.get("logger")) or False,
+            [*callbacks, *([threshold_cb] if threshold_cb else [])],
+            cfg.get("logger"),
         )
         results = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in results[0].items()})
         if threshold_cb is not None and threshold_cb.report:
             metrics.update(threshold_cb.report)
-    return metrics
-
-
-def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra entry: user errors print one line (no traceback) and exit non-zero."""
-    try:
-        metrics = evaluate(cfg)
-    except RobustADError as exc:
-        print(f"[robustad] error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    values = "  ".join(
-        f"{k}={metrics[k]:.4f}" for k in ("test/auroc", "test/ap", "test/f1") if k in metrics
-    )
-    print(
-        f"[robustad] {metrics['model']} on {metrics['dataset']}: {values}  "
-        f"-> {metrics['output_dir']}/metrics.json"
-    )
     return metrics

@@ -1,4 +1,4 @@
-"""Multirun support: readable job folder names, failed jobs that do not stop a sweep, and resume.
+"""Multirun support: failed jobs that do not stop a sweep, and resume.
 
 A job that fails inside a sweep is recorded (its own `metrics.json` already says why) and the
 sweep goes on; `SweepStatusCallback` then makes the sweep's exit status non-zero. Failures are
@@ -9,57 +9,27 @@ reading the job folders of this sweep afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robustad.errors import RobustADError
 
 log = logging.getLogger(__name__)
 
-# Longest job folder name; most filesystems allow 255 bytes per path component.
-MAX_DIRNAME = 200
-# Characters kept as they are in job folder names; everything else is %-escaped (`/` -> %2F).
-DIRNAME_SAFE = "=,[]+"
 # Jobs of this sweep are those whose .hydra files are newer than the sweep's start, less this
 # margin for coarse file timestamps.
 MTIME_MARGIN_S = 2.0
 
 _failed_jobs: dict[str, str] = {}
-
-
-def job_dirname(num: int | str, override_dirname: str) -> str:
-    """`<num>_<overrides>` with path separators escaped and a bounded length.
-
-    Names stay readable (`3_data.contamination=0.1,data.inlier_classes=[1]`); a value holding a
-    path no longer makes nested folders, and a too-long name is cut and given a hash of the full
-    name so that two different jobs never share a folder.
-    """
-    if not override_dirname:
-        return str(num)
-    name = f"{num}_{quote(str(override_dirname), safe=DIRNAME_SAFE)}"
-    if len(name) <= MAX_DIRNAME:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_DIRNAME - len(digest) - 1]}-{digest}"
-
-
-def register_resolvers() -> None:
-    """`${robustad.job_dirname:...}` is used by configs/hydra/default.yaml."""
-    OmegaConf.register_new_resolver("robustad.job_dirname", job_dirname, replace=True)
-
-
-register_resolvers()
 
 
 def is_multirun() -> bool:

@@ -1,36 +1,54 @@
-"""`train(cfg) -> metrics`: the whole run, callable from tests, Hydra or the console script."""
+"""`train(cfg) -> metrics`: the whole run, callable from tests, Hydra or the console script.
+
+A run folder holds one run. Its `metrics.json` says `running` from the first moment, so a
+killed run is recognisable; re-running into the folder is refused unless `resume=true`, which
+skips a finished run and continues an unfinished one from `checkpoints/last.ckpt` (weights,
+optimizer, scheduler, callbacks, RNG): the resumed run ends as an uninterrupted one would.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from robustad.callbacks import AnomalyThreshold
 from robustad.checkpoint import CHOICES_KEY
-from robustad.errors import ConfigError, RobustADError
+from robustad.errors import RobustADError
 from robustad.models.health import hand_over_gradient_clipping
-from robustad.sweeps import archive_previous_attempt, read_metrics
+from robustad.runs import (
+    InterruptWatch,
+    build,
+    build_trainer,
+    cpu_threads,
+    instantiate_all,
+    interruptible,
+    quiet_lightning,
+    recorded,
+)
+from robustad.sweeps import archive_previous_attempt, is_multirun, read_metrics
+from robustad.validation import check_config
 
 log = logging.getLogger(__name__)
 
-TEST_CHECKPOINTS = ("last", "best")
+LAST_CKPT = "last.ckpt"
+RNG_KEY = "robustad_rng"
+# Keys that may differ between an interrupted run and its resumption: where and how fast it
+# runs, not what it computes.
+RESUME_FREE_KEYS = ("resume", "cpu_threads", "paths", "hydra", "tags")
+RESUME_FREE_TRAINER_KEYS = ("accelerator", "devices", "enable_progress_bar", "default_root_dir")
 
 
-class ValidationHistory(pl.Callback):
-    """Keeps every epoch's validation metrics: AUROC often peaks early under contamination."""
+class RunHistory(pl.Callback):
+    """Every epoch's validation metrics (AUROC often peaks early under contamination); kept in
+    checkpoints so a resumed run's history is whole."""
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
@@ -44,110 +62,41 @@ class ValidationHistory(pl.Callback):
         )
         self.epochs.append(row)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": [dict(row) for row in self.epochs]}
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write via a temporary file so a crash never leaves a half-written metrics file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-@contextmanager
-def recorded(metrics_path: Path, metrics: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Whatever happens inside, `metrics_path` ends up saying so: status done, or failed with
-    the reason (and the exception still propagates); the duration is recorded either way."""
-    started = time.perf_counter()
-    try:
-        yield metrics
-        metrics["status"] = "done"
-    except BaseException as exc:
-        metrics["status"] = "failed"
-        metrics["error"] = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        metrics["duration_s"] = round(time.perf_counter() - started, 3)
-        write_json_atomic(metrics_path, metrics)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = [dict(row) for row in state_dict.get("epochs", [])]
 
 
-@contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count for one run (None: leave it), restored afterwards."""
-    default = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(default)
+class RNGState(pl.Callback):
+    """Torch's generators in every checkpoint, restored when a resumed run starts its next epoch
+    (not at load time: the sanity check in between would draw from them), so batch order and
+    sampling continue exactly where the interrupted run stopped."""
 
+    def __init__(self) -> None:
+        self.pending: dict[str, Any] | None = None
 
-def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their message."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        while isinstance(cause, InstantiationException):
-            cause = cause.__cause__
-        if isinstance(cause, RobustADError):
-            raise cause from None
-        raise
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint[RNG_KEY] = state
 
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.pending = checkpoint.get(RNG_KEY)
 
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
-    if not group:
-        return []
-    return [
-        build(node)
-        for node in group.values()
-        if isinstance(node, DictConfig) and "_target_" in node
-    ]
-
-
-def _check_run_config(cfg: DictConfig) -> str:
-    test_ckpt = cfg.get("test_ckpt", "last")
-    if test_ckpt not in TEST_CHECKPOINTS:
-        raise ConfigError("test_ckpt", test_ckpt, f"one of {list(TEST_CHECKPOINTS)}")
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError("seed", seed, "an integer or null")
-    return test_ckpt
-
-
-def _cpu_threads(cfg: DictConfig) -> int | None:
-    threads = cfg.get("cpu_threads")
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-    ):
-        raise ConfigError("cpu_threads", threads, "null (torch's default) or an integer >= 1")
-    return threads
-
-
-def _resume_flag(cfg: DictConfig) -> bool:
-    resume = cfg.get("resume", False)
-    if not isinstance(resume, bool):
-        raise ConfigError("resume", resume, "true or false")
-    return resume
-
-
-def _previous_run(resume: bool, output_dir: Path) -> dict[str, Any] | None:
-    """With `resume=true`, a finished run's metrics (the job is skipped), else None after keeping
-    the unfinished run's files under another name. Without it, refuse: nothing is overwritten."""
-    if not resume:
-        raise RobustADError(
-            f"{output_dir} already holds a run's metrics.json; refusing to overwrite it. "
-            "Choose another output directory (hydra.run.dir=...), or pass resume=true to skip "
-            "finished runs and retry failed ones."
-        )
-    previous = read_metrics(output_dir / "metrics.json")
-    status = previous.get("status", "unknown") if previous else "unreadable"
-    if previous is not None and status == "done":
-        log.info("resume: %s already finished; skipping it", output_dir)
-        return {**previous, "output_dir": str(output_dir), "skipped": True}
-    archived = archive_previous_attempt(output_dir, status)
-    log.info("resume: retrying %s; the %s attempt is kept as %s", output_dir, status, archived.name)
-    return None
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.pending is None:
+            return
+        torch.set_rng_state(self.pending["cpu"])
+        if "cuda" in self.pending and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.pending["cuda"])
+        self.pending = None
 
 
 def config_choices() -> dict[str, str]:
@@ -163,6 +112,11 @@ def config_choices() -> dict[str, str]:
     }
 
 
+def model_name(cfg: DictConfig) -> str:
+    """The model's config name (rsrae_conv), else its class name."""
+    return config_choices().get("model") or cfg.model._target_.rsplit(".", 1)[-1]
+
+
 def build_run(
     cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()
 ) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -175,66 +129,182 @@ def build_run(
     datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     model.run_config[CHOICES_KEY] = config_choices()
-    trainer: pl.Trainer = build(
+    overrides = hand_over_gradient_clipping(model, cfg.trainer)  # manual optimisation clips itself
+    if getattr(model, "closed_form", False):
+        overrides["num_sanity_val_steps"] = 0  # nothing fitted yet: nothing to check
+    trainer = build_trainer(
         cfg.trainer,
-        callbacks=[*_instantiate_all(cfg.get("callbacks")), *callbacks],
-        logger=_instantiate_all(cfg.get("logger")) or False,
-        **hand_over_gradient_clipping(model, cfg.trainer),  # manual optimisation clips itself
+        [*instantiate_all(cfg.get("callbacks")), *callbacks],
+        cfg.get("logger"),
+        train_batches=len(datamodule.train_dataloader()),
+        **overrides,
     )
     return datamodule, model, trainer
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config without the keys a resumption may change."""
+    kept = {k: v for k, v in config.items() if k not in RESUME_FREE_KEYS}
+    trainer = kept.get("trainer")
+    if isinstance(trainer, dict):
+        kept["trainer"] = {k: v for k, v in trainer.items() if k not in RESUME_FREE_TRAINER_KEYS}
+    data = kept.get("data")
+    if isinstance(data, dict):
+        kept["data"] = {k: v for k, v in data.items() if k != "data_dir"}
+    return kept
+
+
+def _check_same_config(config_path: Path, cfg: DictConfig) -> None:
+    """A run is continued only with the configuration it started with."""
+    if not config_path.is_file():
+        return
+    try:
+        old = OmegaConf.to_container(OmegaConf.load(config_path))
+    except Exception:  # an unreadable file is no evidence either way: the checkpoint decides
+        return
+    new = OmegaConf.to_container(cfg, resolve=True)
+    changed = _differences(_comparable(old), _comparable(new))
+    if changed:
+        raise RobustADError(
+            f"resume=true, but {config_path.parent} was started with another configuration "
+            f"(differs in: {', '.join(changed[:5])}); resume with the same values, or choose "
+            "another output folder"
+        )
+
+
+def _how_to_continue(output_dir: Path) -> str:
+    if is_multirun():
+        return "run the same sweep command with resume=true hydra.sweep.dir=<this sweep's folder>"
+    return f"add resume=true (with hydra.run.dir={output_dir}), or choose another folder"
+
+
+def prepare_output_dir(
+    output_dir: Path, cfg: DictConfig
+) -> tuple[dict[str, Any] | None, Path | None]:
+    """(finished run's metrics to return as is, or None; checkpoint to continue from, or none).
+
+    Nothing a previous attempt wrote is overwritten: a finished run is skipped or refused, an
+    unfinished one is refused or (resume=true) continued, its records kept under other names.
+    """
+    metrics_path = output_dir / "metrics.json"
+    ckpt_dir = output_dir / "checkpoints"
+    has_checkpoints = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
+    if not metrics_path.exists() and not has_checkpoints:
+        return None, None
+    previous = read_metrics(metrics_path) if metrics_path.exists() else None
+    status = previous.get("status", "unknown") if previous else "unrecorded"
+    resume = bool(cfg.get("resume", False))
+    if status == "done":
+        if resume:
+            log.info("resume: %s already finished; skipping it", output_dir)
+            return {**previous, "output_dir": str(output_dir), "skipped": True}, None
+        raise RobustADError(
+            f"{output_dir} holds a finished run; refusing to overwrite it. To skip finished runs "
+            f"and continue unfinished ones, {_how_to_continue(output_dir)}"
+        )
+    if not resume:
+        raise RobustADError(
+            f"{output_dir} holds an unfinished run (status: {status}); refusing to overwrite it. "
+            f"To continue it from its last checkpoint, {_how_to_continue(output_dir)}"
+        )
+    _check_same_config(output_dir / "config_resolved.yaml", cfg)
+    last = ckpt_dir / LAST_CKPT
+    if metrics_path.exists():
+        archived = archive_previous_attempt(output_dir, status)
+        log.info("resume: the %s attempt's record is kept as %s", status, archived.name)
+    if last.is_file():
+        log.info("resume: continuing %s from %s", output_dir, last)
+        return None, last
+    if has_checkpoints:  # no last.ckpt: start over, but keep what the attempt left
+        kept = ckpt_dir / f"attempt-{status}"
+        n = 1
+        while kept.with_name(f"{kept.name}-{n}").exists():
+            n += 1
+        kept = kept.with_name(f"{kept.name}-{n}")
+        kept.mkdir()
+        for path in ckpt_dir.glob("*.ckpt"):
+            path.rename(kept / path.name)
+        log.info(
+            "resume: no %s to continue from; the attempt's checkpoints are in %s", LAST_CKPT, kept
+        )
+    return None, None
+
+
+def save_closed_form_checkpoints(trainer: pl.Trainer) -> None:
+    """Closed-form models (PCA) never take an optimiser step, so ModelCheckpoint never fires:
+    write their one fit as last.ckpt and as the best checkpoint, like any trained model."""
+    if trainer.global_step > 0:
+        return
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint) or callback.dirpath is None:
+            continue
+        if callback.monitor is None:
+            name = f"{callback.filename or 'last'}{callback.FILE_EXTENSION}"
+        else:
+            name = Path(callback.format_checkpoint_name(dict(trainer.callback_metrics))).name
+        trainer.save_checkpoint(Path(callback.dirpath) / name, weights_only=False)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, validate and test one configuration; write and return `metrics.json`'s content."""
     output_dir = Path(cfg.paths.output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RobustADError(f"cannot create the run folder {output_dir}: {exc}") from exc
     metrics_path = output_dir / "metrics.json"
     config_path = output_dir / "config_resolved.yaml"
-    resume = _resume_flag(cfg)
-    if metrics_path.exists():
-        previous = _previous_run(resume, output_dir)
-        if previous is not None:
-            return previous
+    check_config(cfg)
+    finished, resume_from = prepare_output_dir(output_dir, cfg)
+    if finished is not None:
+        return finished
     metrics: dict[str, Any] = {
-        "status": "running",
         "task_name": cfg.get("task_name"),
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "model": model_name(cfg),
         "dataset": cfg.data.get("dataset"),
         "seed": cfg.get("seed"),
         "output_dir": str(output_dir),
         "config_path": str(config_path),
     }
-    with recorded(metrics_path, metrics):
-        test_ckpt = _check_run_config(cfg)
-        with cpu_threads(_cpu_threads(cfg)):
-            OmegaConf.save(cfg, config_path, resolve=True)
-            if cfg.get("seed") is not None:
-                pl.seed_everything(cfg.seed, workers=True)
-            history = ValidationHistory()
-            datamodule, model, trainer = build_run(cfg, [history])
-            metrics["split_sizes"] = datamodule.split_sizes
-            metrics["split_details"] = datamodule.split_details
-            trainer.fit(model, datamodule=datamodule)
-            metrics.update(
-                {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            )
-            best = (
-                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            )
-            ckpt_path = best if test_ckpt == "best" and best else None
-            if test_ckpt == "best" and not best:
-                log.warning(
-                    "test_ckpt=best but no best checkpoint was saved; testing the last weights"
-                )
+    with recorded(metrics_path, metrics), cpu_threads(cfg.get("cpu_threads")), quiet_lightning():
+        OmegaConf.save(cfg, config_path, resolve=True)
+        if cfg.get("seed") is not None:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        history, watch = RunHistory(), InterruptWatch()
+        datamodule, model, trainer = build_run(cfg, [history, RNGState(), watch])
+        metrics["split_sizes"] = datamodule.split_sizes
+        metrics["split_details"] = datamodule.split_details
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("%s: %s parameters, %s", metrics["model"], f"{n_params:,}", output_dir)
+        with interruptible(watch):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        save_closed_form_checkpoints(trainer)
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        )
+        test_ckpt = cfg.get("test_ckpt", "last")
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt_path = best if test_ckpt == "best" and best else None
+        if test_ckpt == "best" and not best and trainer.global_step > 0:
+            log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
+        with interruptible(watch):
             test_results = trainer.test(
-                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
             )
-            metrics.update({k: float(v) for k, v in test_results[0].items()})
-            threshold = next(
-                (c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None
-            )
-            if threshold is not None and threshold.report:
-                metrics.update(threshold.report)  # adds the confusion matrix and threshold method
-            metrics["tested_checkpoint"] = ckpt_path or "last weights"
-            metrics["history"] = history.epochs
+        metrics.update({k: float(v) for k, v in test_results[0].items()})
+        threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
+        if threshold is not None and threshold.report:
+            metrics.update(threshold.report)  # adds the confusion matrix and threshold method
+        metrics["tested_checkpoint"] = ckpt_path or "last weights"
+        metrics["history"] = history.epochs
+        if resume_from is not None:
+            metrics["resumed_from"] = str(resume_from)
     return metrics

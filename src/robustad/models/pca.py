@@ -18,6 +18,9 @@ class PCAModule(AnomalyModule):
     and stops the run (another epoch would give the same fit). Scores as for any autoencoder.
     """
 
+    # Fitted in one pass: no optimiser, no sanity check of unfitted weights.
+    closed_form = True
+
     def __init__(
         self,
         net: PCAReconstructor,

@@ -1,0 +1,186 @@
+"""What every run (train, eval) shares: its record on disk, building configured objects, and a
+Trainer that prints only what a person reads.
+
+A run's record is its `metrics.json`: written as `running` before any work, then `done`,
+`failed` (with the error) or `interrupted`; always atomically, never leaving partial files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ProgressBar
+
+from robustad.errors import RobustADError
+from robustad.sweeps import is_multirun
+
+log = logging.getLogger(__name__)
+
+# Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
+# deprecated, and it remarks that closed-form models (PCA) have no optimiser.
+LIGHTNING_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*configure_optimizers` returned `None`, this fit will run with no optimizer.*",
+)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write via a temporary file so a crash or a full disk never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class RunInterrupted(RobustADError):
+    """Ctrl-C: Lightning turns it into SystemExit(1) after its graceful shutdown."""
+
+
+@contextmanager
+def recorded(metrics_path: Path, metrics: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`metrics_path` says `running` from the start and, whatever happens inside, how it ended:
+    `done`, `interrupted`, or `failed` with the reason (the exception still propagates).
+
+    If the record itself cannot be written (disk full), the first error is the one raised.
+    """
+    started = time.perf_counter()
+    metrics["status"] = "running"
+    try:
+        write_json_atomic(metrics_path, metrics)
+    except OSError as exc:
+        raise RobustADError(f"cannot write the run's record {metrics_path}: {exc}") from exc
+    failure: BaseException | None = None
+    try:
+        yield metrics
+        metrics["status"] = "done"
+    except BaseException as exc:
+        failure = exc
+        interrupted = isinstance(exc, KeyboardInterrupt | RunInterrupted)
+        metrics["status"] = "interrupted" if interrupted else "failed"
+        metrics["error"] = "interrupted (Ctrl-C)" if interrupted else f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        metrics["duration_s"] = round(time.perf_counter() - started, 3)
+        try:
+            write_json_atomic(metrics_path, metrics)
+        except OSError as write_error:
+            if failure is None:
+                raise RobustADError(f"cannot write {metrics_path}: {write_error}") from write_error
+            log.error("cannot record the failure in %s: %s", metrics_path, write_error)
+
+
+class InterruptWatch(pl.Callback):
+    """Tells Ctrl-C apart from other exits: Lightning reports it here, then exits with 1."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.interrupted = isinstance(exception, KeyboardInterrupt)
+
+
+@contextmanager
+def interruptible(watch: InterruptWatch) -> Iterator[None]:
+    """Turn Lightning's SystemExit after a Ctrl-C back into an interruption the record names."""
+    try:
+        yield
+    except SystemExit as exc:
+        if watch.interrupted:
+            raise RunInterrupted("interrupted (Ctrl-C); files written so far are kept") from exc
+        raise
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count for one run (None: leave it), restored afterwards."""
+    default = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Known, harmless Lightning warnings stay out of the run's output."""
+    with warnings.catch_warnings():
+        for message in LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their message."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, RobustADError):
+            raise cause from None
+        raise
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
+    if not group:
+        return []
+    return [
+        build(node)
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
+
+
+def show_progress_bar(setting: bool | None) -> bool:
+    """`trainer.enable_progress_bar: null` = on a terminal only: a sweep's job logs and redirected
+    output would otherwise fill with redraw escape codes."""
+    if setting is not None:
+        return bool(setting)
+    return sys.stdout.isatty() and not is_multirun()
+
+
+def build_trainer(
+    trainer_cfg: DictConfig,
+    callbacks: Sequence[pl.Callback],
+    logger: DictConfig | None,
+    train_batches: int | None = None,
+    **overrides: Any,
+) -> pl.Trainer:
+    """The configured Trainer, with the progress bar where a person watches it and the logging
+    interval no longer than an epoch (Lightning warns otherwise)."""
+    progress = show_progress_bar(trainer_cfg.get("enable_progress_bar"))
+    if not progress:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    if train_batches:
+        every = trainer_cfg.get("log_every_n_steps") or 50
+        overrides.setdefault("log_every_n_steps", max(1, min(int(every), train_batches)))
+    return build(
+        trainer_cfg,
+        callbacks=list(callbacks),
+        logger=instantiate_all(logger) or False,
+        enable_progress_bar=progress,
+        **overrides,
+    )
