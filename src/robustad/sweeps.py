@@ -55,10 +55,11 @@ def read_metrics(path: Path) -> dict[str, Any] | None:
 
 
 def archive_previous_attempt(output_dir: Path, status: str) -> Path:
-    """Rename an unfinished run's metrics.json and config so that a retry keeps them.
+    """Rename an unfinished run's metrics.json, config and CSV logs so that a retry keeps them.
 
-    `metrics.json` -> `metrics.<status>-<n>.json` (and `config_resolved.<status>-<n>.yaml`) with
-    the first free n; the report only reads files named exactly metrics.json.
+    `metrics.json` -> `metrics.<status>-<n>.json` (and `config_resolved.<status>-<n>.yaml`,
+    `csv.<status>-<n>/`: Lightning's CSV logger would empty `csv/`) with the first free n; the
+    report only reads files named exactly metrics.json. TensorBoard appends, so it stays.
     """
     tag = "".join(ch for ch in status if ch.isalnum()) or "unreadable"
     n = 1
@@ -69,6 +70,9 @@ def archive_previous_attempt(output_dir: Path, status: str) -> Path:
     config = output_dir / "config_resolved.yaml"
     if config.exists():
         config.rename(output_dir / f"config_resolved.{tag}-{n}.yaml")
+    csv_logs = output_dir / "csv"
+    if csv_logs.is_dir():
+        csv_logs.rename(output_dir / f"csv.{tag}-{n}")
     return archived
 
 

@@ -70,12 +70,9 @@ class RunHistory(pl.Callback):
 
 
 class RNGState(pl.Callback):
-    """Torch's generators in every checkpoint, restored when a resumed run starts its next epoch
-    (not at load time: the sanity check in between would draw from them), so batch order and
-    sampling continue exactly where the interrupted run stopped."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, Any] | None = None
+    """Torch's generators in every checkpoint, restored with it, so a resumed run's batch order
+    and sampling continue exactly where the interrupted run stopped (Lightning runs its sanity
+    check in an isolated RNG, so nothing draws between the restore and the next epoch)."""
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -88,15 +85,12 @@ class RNGState(pl.Callback):
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        self.pending = checkpoint.get(RNG_KEY)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.pending is None:
+        state = checkpoint.get(RNG_KEY)
+        if state is None or trainer.state.fn != "fit":
             return
-        torch.set_rng_state(self.pending["cpu"])
-        if "cuda" in self.pending and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self.pending["cuda"])
-        self.pending = None
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def config_choices() -> dict[str, str]:
