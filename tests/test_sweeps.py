@@ -353,3 +353,28 @@ def test_launcher_configs_compose(launcher: str, plugin: str, target: str) -> No
     )
     cfg = _compose_hydra([f"hydra/launcher={launcher}"])
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_optuna_study_in_sqlite_storage_is_continued(tmp_path: Path) -> None:
+    """`storage: sqlite:///...` keeps the study; the same command again adds trials to it."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="extra `optuna` not installed")
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        "hparams_search=rsrae_optuna",
+        *FAST,
+        "callbacks=none",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+    ]
+    for _ in range(2):
+        result = subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="rsrae_optuna", storage=storage)
+    assert len(study.trials) == 4

@@ -190,9 +190,10 @@ class AnomalyModule(pl.LightningModule):
 
     # --- training health --------------------------------------------------------------------
     def _logging_step(self) -> bool:
-        """Whether Lightning sends this step's values to the loggers (every log_every_n_steps)."""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        """Whether this step's values go to the loggers: every `log_every_n_steps` optimiser
+        steps, judged from the Trainer's public counters."""
+        every = max(1, int(self.trainer.log_every_n_steps))
+        return (self.trainer.global_step + 1) % every == 0
 
     def log_training_values(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         """`<name>_step` on logging steps only; `<name>_epoch` (whole-epoch mean) at epoch end."""
