@@ -25,6 +25,23 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(ACTIVATIONS.values())
 
 
+def check_widths(key: str, widths: Sequence[int]) -> list[int]:
+    """Layer widths from a config: positive integers (a width of 0 builds an empty layer that
+    trains without error and learns nothing)."""
+    values = list(widths) if isinstance(widths, Sequence) and not isinstance(widths, str) else None
+    if values is None or not all(isinstance(w, int) and not isinstance(w, bool) for w in values):
+        raise ConfigError(key, widths, "a list of integers >= 1, e.g. [256, 64]")
+    if any(w < 1 for w in values):
+        raise ConfigError(key, values, "a list of integers >= 1, e.g. [256, 64]")
+    return values
+
+
+def check_latent_dim(latent_dim: int, key: str = "model.net.latent_dim") -> int:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ConfigError(key, latent_dim, "an integer >= 1")
+    return latent_dim
+
+
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ConfigError("model.net.activation", name, f"one of {sorted(ACTIVATIONS)}")
@@ -75,8 +92,8 @@ class MLPAutoencoder(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
+        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
+        check_latent_dim(latent_dim)
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         self.encoder = mlp([n_in, *hidden_dims, latent_dim], activation, batch_norm)

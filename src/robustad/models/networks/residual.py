@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
-from robustad.models.networks.mlp import ACTIVATION_TYPES, trace
+from robustad.models.networks.mlp import ACTIVATION_TYPES, check_latent_dim, check_widths, trace
 from robustad.models.networks.mlp import activation as make_activation
 
 
@@ -46,11 +46,12 @@ class PreActResidualBlock(nn.Module):
 RESIDUAL_TRACE_POINTS = (*ACTIVATION_TYPES, PreActResidualBlock)
 
 
-def check_widths(widths: Sequence[int], n_layers: int) -> list[int]:
-    values = [int(w) for w in widths]
-    if not values or any(w < 1 for w in values):
-        raise ConfigError("model.net.widths", list(widths), "a non-empty list of positive ints")
-    if isinstance(n_layers, bool) or int(n_layers) != n_layers or n_layers < 0:
+def check_stages(widths: Sequence[int], n_layers: int) -> list[int]:
+    """Stage widths (at least one stage) and residual blocks per stage."""
+    values = check_widths("model.net.widths", widths)
+    if not values:
+        raise ConfigError("model.net.widths", values, "a non-empty list of integers >= 1")
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
         raise ConfigError(
             "model.net.n_layers", n_layers, "an integer >= 0 (residual blocks per stage)"
         )
@@ -83,9 +84,8 @@ class ResidualAutoencoder(nn.Module):
         residual: bool = True,
     ) -> None:
         super().__init__()
-        widths = check_widths(widths, n_layers)
-        if latent_dim < 1:
-            raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
+        widths = check_stages(widths, n_layers)
+        check_latent_dim(latent_dim)
         self.input_shape = tuple(int(n) for n in input_shape)
         n_in = math.prod(self.input_shape)
         self.encoder = residual_mlp(n_in, widths, latent_dim, n_layers, activation, residual)

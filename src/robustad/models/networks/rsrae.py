@@ -12,7 +12,7 @@ from torch import nn
 
 from robustad.errors import ConfigError
 from robustad.models.networks.conv import conv_stacks
-from robustad.models.networks.mlp import mlp, trace
+from robustad.models.networks.mlp import check_widths, mlp, trace
 
 
 class RSRLayer(nn.Module):
@@ -81,6 +81,7 @@ class RSRAutoencoder(RSRNetwork):
         renormalize: bool = True,
     ) -> None:
         super().__init__()
+        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         self.rsr = RSRLayer(d, D)  # first, so d >= D fails before any other work

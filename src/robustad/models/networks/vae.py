@@ -12,10 +12,15 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from robustad.errors import ConfigError
-from robustad.models.networks.mlp import ACTIVATION_TYPES, mlp, trace
+from robustad.models.networks.mlp import (
+    ACTIVATION_TYPES,
+    check_latent_dim,
+    check_widths,
+    mlp,
+    trace,
+)
 from robustad.models.networks.mlp import activation as make_activation
-from robustad.models.networks.residual import RESIDUAL_TRACE_POINTS, check_widths, residual_mlp
+from robustad.models.networks.residual import RESIDUAL_TRACE_POINTS, check_stages, residual_mlp
 
 # exp(20) ~ 5e8: wide enough for any real posterior, narrow enough that exp never overflows.
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -36,8 +41,7 @@ class GaussianVAE(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
+        check_latent_dim(latent_dim)
         self.input_shape = tuple(int(n) for n in input_shape)
         self.latent_dim = latent_dim
 
@@ -71,6 +75,7 @@ class MLPVAE(GaussianVAE):
         batch_norm: bool = False,
     ) -> None:
         super().__init__(input_shape, latent_dim)
+        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
         n_in = math.prod(self.input_shape)
         self.encoder = mlp([n_in, *hidden_dims, 2 * latent_dim], activation, batch_norm)
         self.decoder = mlp(
@@ -94,7 +99,7 @@ class ResidualVAE(GaussianVAE):
         residual: bool = True,
     ) -> None:
         super().__init__(input_shape, latent_dim)
-        widths = check_widths(widths, n_layers)
+        widths = check_stages(widths, n_layers)
         n_in = math.prod(self.input_shape)
         self.encoder = residual_mlp(n_in, widths, 2 * latent_dim, n_layers, activation, residual)
         self.decoder = nn.Sequential(
