@@ -21,12 +21,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ProgressBar
 
 from robustad.errors import RobustADError
-from robustad.sweeps import is_multirun
+from robustad.sweeps import is_multirun, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,61 @@ def recorded(metrics_path: Path, metrics: dict[str, Any]) -> Iterator[dict[str, 
             if failure is None:
                 raise RobustADError(f"cannot write {metrics_path}: {write_error}") from write_error
             log.error("cannot record the failure in %s: %s", metrics_path, write_error)
+
+
+def run_folder_status(output_dir: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """(status, record) of the run a folder holds, or (None, None) when it holds none.
+
+    A folder with checkpoints but no readable record (a run killed before this version wrote
+    records at the start) holds an `unrecorded` run.
+    """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RobustADError(f"the run folder {output_dir} is a file; choose another folder")
+    metrics_path = output_dir / "metrics.json"
+    ckpt_dir = output_dir / "checkpoints"
+    has_checkpoints = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
+    if not metrics_path.exists() and not has_checkpoints:
+        return None, None
+    previous = read_metrics(metrics_path) if metrics_path.exists() else None
+    return (previous.get("status", "unknown") if previous else "unrecorded"), previous
+
+
+def refuse_occupied(output_dir: Path, status: str, resume: bool | None, how: str) -> None:
+    """A folder holding a run is used only to resume it (`resume=true`); `how` says how.
+
+    `resume=None`: the task cannot resume (eval), so any run there is refused.
+    """
+    if resume:
+        return
+    if status == "done":
+        advice = f" To skip finished runs and continue unfinished ones, {how}" if how else ""
+        raise RobustADError(f"{output_dir} holds a finished run; refusing to overwrite it.{advice}")
+    advice = f" To continue it from its last checkpoint, {how}" if how else ""
+    raise RobustADError(
+        f"{output_dir} holds an unfinished run (status: {status}); refusing to overwrite it."
+        f"{advice}"
+    )
+
+
+class RunFolderGuard(Callback):
+    """Refuses a single run into a folder that holds a run before Hydra writes anything there
+    (Hydra rewrites `.hydra/*.yaml` as the job starts, before the task could refuse)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        resume = config.get("resume") if "resume" in config else None
+        how = (
+            f"add resume=true (with hydra.run.dir={run_dir}), or choose another folder"
+            if resume is not None
+            else "choose another folder (hydra.run.dir=...)"
+        )
+        try:
+            status, _ = run_folder_status(run_dir)
+            if status is not None:
+                refuse_occupied(run_dir, status, resume, how)
+        except RobustADError as exc:
+            print(f"[robustad] error: {exc}", file=sys.stderr)
+            sys.exit(1)
 
 
 class InterruptWatch(pl.Callback):

@@ -32,9 +32,11 @@ from robustad.runs import (
     interruptible,
     quiet_lightning,
     recorded,
+    refuse_occupied,
+    run_folder_status,
 )
-from robustad.sweeps import archive_previous_attempt, is_multirun, read_metrics
-from robustad.validation import check_config
+from robustad.sweeps import archive_previous_attempt, is_multirun
+from robustad.validation import check_config, check_resume
 
 log = logging.getLogger(__name__)
 
@@ -188,36 +190,24 @@ def prepare_output_dir(
     Nothing a previous attempt wrote is overwritten: a finished run is skipped or refused, an
     unfinished one is refused or (resume=true) continued, its records kept under other names.
     """
-    metrics_path = output_dir / "metrics.json"
-    ckpt_dir = output_dir / "checkpoints"
-    has_checkpoints = ckpt_dir.is_dir() and any(ckpt_dir.iterdir())
-    if not metrics_path.exists() and not has_checkpoints:
+    status, previous = run_folder_status(output_dir)
+    if status is None:
         return None, None
-    previous = read_metrics(metrics_path) if metrics_path.exists() else None
-    status = previous.get("status", "unknown") if previous else "unrecorded"
-    resume = bool(cfg.get("resume", False))
+    resume = check_resume(cfg)
+    refuse_occupied(output_dir, status, resume, _how_to_continue(output_dir))
     if status == "done":
-        if resume:
-            log.info("resume: %s already finished; skipping it", output_dir)
-            return {**previous, "output_dir": str(output_dir), "skipped": True}, None
-        raise RobustADError(
-            f"{output_dir} holds a finished run; refusing to overwrite it. To skip finished runs "
-            f"and continue unfinished ones, {_how_to_continue(output_dir)}"
-        )
-    if not resume:
-        raise RobustADError(
-            f"{output_dir} holds an unfinished run (status: {status}); refusing to overwrite it. "
-            f"To continue it from its last checkpoint, {_how_to_continue(output_dir)}"
-        )
+        log.info("resume: %s already finished; skipping it", output_dir)
+        return {**(previous or {}), "output_dir": str(output_dir), "skipped": True}, None
     _check_same_config(output_dir / "config_resolved.yaml", cfg)
+    ckpt_dir = output_dir / "checkpoints"
     last = ckpt_dir / LAST_CKPT
-    if metrics_path.exists():
+    if (output_dir / "metrics.json").exists():
         archived = archive_previous_attempt(output_dir, status)
         log.info("resume: the %s attempt's record is kept as %s", status, archived.name)
     if last.is_file():
         log.info("resume: continuing %s from %s", output_dir, last)
         return None, last
-    if has_checkpoints:  # no last.ckpt: start over, but keep what the attempt left
+    if ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):  # no last.ckpt: start over, keep the rest
         kept = ckpt_dir / f"attempt-{status}"
         n = 1
         while kept.with_name(f"{kept.name}-{n}").exists():
@@ -256,7 +246,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise RobustADError(f"cannot create the run folder {output_dir}: {exc}") from exc
     metrics_path = output_dir / "metrics.json"
     config_path = output_dir / "config_resolved.yaml"
-    check_config(cfg)
+    check_resume(cfg)
     finished, resume_from = prepare_output_dir(output_dir, cfg)
     if finished is not None:
         return finished
@@ -268,37 +258,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
         "config_path": str(config_path),
     }
-    with recorded(metrics_path, metrics), cpu_threads(cfg.get("cpu_threads")), quiet_lightning():
-        OmegaConf.save(cfg, config_path, resolve=True)
-        if cfg.get("seed") is not None:
-            pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        history, watch = RunHistory(), InterruptWatch()
-        datamodule, model, trainer = build_run(cfg, [history, RNGState(), watch])
-        metrics["split_sizes"] = datamodule.split_sizes
-        metrics["split_details"] = datamodule.split_details
-        n_params = sum(p.numel() for p in model.parameters())
-        log.info("%s: %s parameters, %s", metrics["model"], f"{n_params:,}", output_dir)
-        with interruptible(watch):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        save_closed_form_checkpoints(trainer)
-        metrics.update(
-            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        )
-        test_ckpt = cfg.get("test_ckpt", "last")
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt_path = best if test_ckpt == "best" and best else None
-        if test_ckpt == "best" and not best and trainer.global_step > 0:
-            log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
-        with interruptible(watch):
-            test_results = trainer.test(
-                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
-            )
-        metrics.update({k: float(v) for k, v in test_results[0].items()})
-        threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
-        if threshold is not None and threshold.report:
-            metrics.update(threshold.report)  # adds the confusion matrix and threshold method
-        metrics["tested_checkpoint"] = ckpt_path or "last weights"
-        metrics["history"] = history.epochs
-        if resume_from is not None:
-            metrics["resumed_from"] = str(resume_from)
+    with recorded(metrics_path, metrics), quiet_lightning():
+        check_config(cfg)
+        with cpu_threads(cfg.get("cpu_threads")):
+            fit_and_test(cfg, metrics, resume_from)
     return metrics
+
+
+def fit_and_test(cfg: DictConfig, metrics: dict[str, Any], resume_from: Path | None) -> None:
+    """Train (or continue from `resume_from`), test, and add the results to `metrics`."""
+    OmegaConf.save(cfg, metrics["config_path"], resolve=True)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    history, watch = RunHistory(), InterruptWatch()
+    datamodule, model, trainer = build_run(cfg, [history, RNGState(), watch])
+    metrics["split_sizes"] = datamodule.split_sizes
+    metrics["split_details"] = datamodule.split_details
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %s parameters -> %s", metrics["model"], f"{n_params:,}", metrics["output_dir"])
+    with interruptible(watch):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    save_closed_form_checkpoints(trainer)
+    metrics.update(
+        {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    )
+    test_ckpt = cfg.get("test_ckpt", "last")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt_path = best if test_ckpt == "best" and best else None
+    if test_ckpt == "best" and not best and trainer.global_step > 0:
+        log.warning("test_ckpt=best but no best checkpoint was saved; testing the last weights")
+    with interruptible(watch):
+        test_results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+        )
+    metrics.update({k: float(v) for k, v in test_results[0].items()})
+    threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
+    if threshold is not None and threshold.report:
+        metrics.update(threshold.report)  # adds the confusion matrix and threshold method
+    metrics["tested_checkpoint"] = ckpt_path or "last weights"
+    metrics["history"] = history.epochs
+    if resume_from is not None:
+        metrics["resumed_from"] = str(resume_from)

@@ -50,14 +50,20 @@ def batch_limit(key: str, value: Any) -> None:
     require(key, value, ok, "null (all), an integer >= 1 (batches) or a fraction in (0, 1]")
 
 
+def check_resume(cfg: DictConfig) -> bool:
+    """`resume` first: it decides what happens to a run folder that already holds a run."""
+    resume = cfg.get("resume", False)
+    require("resume", resume, isinstance(resume, bool), "true or false")
+    return resume
+
+
 def check_run(cfg: DictConfig) -> None:
     """Top-level keys of train.yaml."""
+    check_resume(cfg)
     test_ckpt = cfg.get("test_ckpt", "last")
     require("test_ckpt", test_ckpt, test_ckpt in TEST_CHECKPOINTS, f"one of {TEST_CHECKPOINTS}")
     int_at_least("seed", cfg.get("seed"), 0, allow_null=True)
     int_at_least("cpu_threads", cfg.get("cpu_threads"), 1, allow_null=True)
-    resume = cfg.get("resume", False)
-    require("resume", resume, isinstance(resume, bool), "true or false")
 
 
 def check_trainer(trainer: DictConfig) -> None:
