@@ -378,3 +378,14 @@ def test_optuna_study_in_sqlite_storage_is_continued(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="rsrae_optuna", storage=storage)
     assert len(study.trials) == 4
+
+
+def test_sweep_rerun_without_resume_leaves_finished_jobs_and_says_how(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    assert multirun(tmp_path, sweep_dir, "seed=0,1").returncode == 0
+    records = {p: p.read_bytes() for p in sweep_dir.rglob("metrics.json")}
+    again = multirun(tmp_path, sweep_dir, "seed=0,1")
+    assert again.returncode == 1
+    assert "2 job folder(s) of this sweep already hold runs" in again.stderr
+    assert "resume=true" in again.stderr and "failed" not in again.stderr
+    assert {p: p.read_bytes() for p in sweep_dir.rglob("metrics.json")} == records

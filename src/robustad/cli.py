@@ -17,8 +17,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from robustad.errors import RobustADError
-from robustad.sweeps import is_multirun, record_failure
+from robustad.errors import RobustADError, RunFolderOccupied
+from robustad.sweeps import is_multirun, record_failure, record_occupied
 
 # User-facing lines (summary, errors) come from this logger: Hydra's job logging sends them to
 # the console and to the run's log file.
@@ -63,7 +63,11 @@ def run_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dic
         sys.exit(130)
     except Exception as exc:
         if is_multirun():
-            record_failure(HydraConfig.get().runtime.output_dir, exc)
+            output_dir = HydraConfig.get().runtime.output_dir
+            if isinstance(exc, RunFolderOccupied):
+                record_occupied(output_dir)
+            else:
+                record_failure(output_dir, exc)
             return None
         if not isinstance(exc, RobustADError):
             raise

@@ -19,3 +19,7 @@ class DataNotFoundError(RobustADError, FileNotFoundError):
 
 class CorruptDataError(RobustADError):
     """A dataset file exists but is truncated or malformed."""
+
+
+class RunFolderOccupied(RobustADError):
+    """The run folder already holds a run and `resume=true` was not given: nothing is touched."""

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ProgressBar
 
-from robustad.errors import RobustADError
+from robustad.errors import RobustADError, RunFolderOccupied
 from robustad.sweeps import is_multirun, read_metrics
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,11 @@ def refuse_occupied(output_dir: Path, status: str, resume: bool | None, how: str
         return
     if status == "done":
         advice = f" To skip finished runs and continue unfinished ones, {how}" if how else ""
-        raise RobustADError(f"{output_dir} holds a finished run; refusing to overwrite it.{advice}")
+        raise RunFolderOccupied(
+            f"{output_dir} holds a finished run; refusing to overwrite it.{advice}"
+        )
     advice = f" To continue it from its last checkpoint, {how}" if how else ""
-    raise RobustADError(
+    raise RunFolderOccupied(
         f"{output_dir} holds an unfinished run (status: {status}); refusing to overwrite it."
         f"{advice}"
     )

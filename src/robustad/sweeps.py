@@ -30,10 +30,18 @@ log = logging.getLogger(__name__)
 MTIME_MARGIN_S = 2.0
 
 _failed_jobs: dict[str, str] = {}
+# Jobs whose folder already held a run (a sweep re-run without resume=true): left untouched.
+_occupied_jobs: set[str] = set()
 
 
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_occupied(output_dir: str | Path) -> None:
+    """Remember a job refused because its folder holds a run: not a failure, nothing ran."""
+    _occupied_jobs.add(str(Path(output_dir).resolve()))
+    log.info("left as it is: %s already holds a run", output_dir)
 
 
 def record_failure(output_dir: str | Path, exc: BaseException) -> None:
@@ -104,11 +112,23 @@ class SweepStatusCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         _failed_jobs.clear()
+        _occupied_jobs.clear()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failures = dict(_failed_jobs)
         failures.update(failed_jobs_in(Path(config.hydra.sweep.dir), self.started))
+        for job_dir in _occupied_jobs:
+            failures.pop(job_dir, None)
+        if _occupied_jobs:
+            print(
+                f"[robustad] {len(_occupied_jobs)} job folder(s) of this sweep already hold runs "
+                "and were left as they are. To skip finished runs and continue unfinished ones, "
+                "run the same command with resume=true (and hydra.sweep.dir=<this sweep>).",
+                file=sys.stderr,
+            )
         if not failures:
+            if _occupied_jobs:
+                sys.exit(1)
             return
         print(f"[robustad] {len(failures)} job(s) of this sweep failed:", file=sys.stderr)
         for job_dir, reason in sorted(failures.items()):
