@@ -48,7 +48,7 @@ def batches(batch_size: int, n: int) -> list[torch.Tensor]:
 def raw_step(net: RSRAutoencoder, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
     """One training step written out in plain PyTorch."""
     out = net(x)
-    loss = rsrae_loss_terms(x, out.x_hat, out.z, net.rsr.A, 0.1, 0.1)["loss"]
+    loss = rsrae_loss_terms(x, out.x_hat, out.z, net.rsr.A, 0.1, 0.1)["loss"].mean()
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -80,7 +80,7 @@ class MinimalModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
         out = self.net(x)
-        return rsrae_loss_terms(x, out.x_hat, out.z, self.net.rsr.A, 0.1, 0.1)["loss"]
+        return rsrae_loss_terms(x, out.x_hat, out.z, self.net.rsr.A, 0.1, 0.1)["loss"].mean()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)

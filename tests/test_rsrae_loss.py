@@ -44,7 +44,7 @@ def test_total_loss_combines_terms_with_lambdas() -> None:
     x_hat = torch.zeros(2, 2)
     A = torch.tensor([[1.0, 0.0, 0.0]]) * 2.0
     z = torch.tensor([[1.0, 2.0, 2.0], [5.0, 0.0, 0.0]])
-    terms = rsrae_loss_terms(x, x_hat, z, A, lambda1=0.5, lambda2=0.25)
+    terms = {k: v.mean() for k, v in rsrae_loss_terms(x, x_hat, z, A, 0.5, 0.25).items()}
     # A^T A z with A = [2,0,0]: 4 * z_1 on axis 0 -> residuals (1-4, 2, 2) and (5-20, 0, 0).
     projection = (math.sqrt(9 + 4 + 4) + 15.0) / 2
     orthogonality = (4.0 - 1.0) ** 2

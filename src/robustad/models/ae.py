@@ -8,6 +8,7 @@ from torch import nn
 
 from robustad.models import losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
+from robustad.models.robust import TrimmedLoss
 
 
 class AEModule(AnomalyModule):
@@ -21,12 +22,13 @@ class AEModule(AnomalyModule):
         score: str = "l2",
         rapp_components: int | None = None,
         rapp_from_input: bool = False,
+        robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": losses.squared_error(x, self.net(x)).mean()}
+    def sample_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": losses.squared_error(x, self.net(x))}

@@ -17,6 +17,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from robustad.errors import ConfigError
 from robustad.models import health, losses, rapp
+from robustad.models.robust import TrimmedLoss, reduce_terms
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -89,6 +90,7 @@ class AnomalyModule(pl.LightningModule):
         score: str = "l2",
         rapp_components: int | None = None,
         rapp_from_input: bool = False,
+        robust: TrimmedLoss | None = None,
     ) -> None:
         super().__init__()
         allowed = sorted([*SCORES, *FEATURE_SCORES, *self.EXTRA_SCORES])
@@ -104,6 +106,8 @@ class AnomalyModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.score_name = score
+        # Contamination-robust training (robustad.models.robust): which samples a batch learns from.
+        self.robust = robust
         metrics = MetricCollection({"auroc": BinaryAUROC(), "ap": BinaryAveragePrecision()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -115,8 +119,9 @@ class AnomalyModule(pl.LightningModule):
         self.train_means = EpochMeans()  # training terms and grad norm, logged at epoch end
 
     # --- what each model provides -------------------------------------------------------
-    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms for a batch; key `loss` is the one minimised."""
+    def sample_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch: (B,) per sample, or scalars for terms of the weights alone;
+        key `loss` is the one minimised, per sample."""
         raise NotImplementedError
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +139,17 @@ class AnomalyModule(pl.LightningModule):
     # --- shared behaviour ---------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
+
+    def sample_weights(self, per_sample_loss: torch.Tensor) -> torch.Tensor | None:
+        """The robust rule's weights while training (None: every sample counts)."""
+        if self.robust is None or not self.training:
+            return None
+        return self.robust.weights(per_sample_loss.detach(), self.current_epoch)
+
+    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Batch means of the loss terms, robustly weighted while training; `loss` is minimised."""
+        terms = self.sample_losses(x)
+        return reduce_terms(terms, self.sample_weights(terms["loss"]))
 
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:

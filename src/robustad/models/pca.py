@@ -43,8 +43,8 @@ class PCAModule(AnomalyModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": losses.squared_error(x, self.net(x)).mean()}
+    def sample_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": losses.squared_error(x, self.net(x))}
 
     def configure_optimizers(self) -> Any:
         return None

@@ -10,6 +10,7 @@ from robustad.errors import ConfigError
 from robustad.models import health, losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
 from robustad.models.networks import RSRNetwork
+from robustad.models.robust import TrimmedLoss, reduce_terms
 
 
 def rsrae_loss_terms(
@@ -20,9 +21,9 @@ def rsrae_loss_terms(
     lambda1: float,
     lambda2: float,
 ) -> dict[str, torch.Tensor]:
-    """Batch means of the per-sample terms (L2,1 reconstruction, projection) + orthogonality."""
-    reconstruction = losses.l2_error(x, x_hat).mean()
-    projection = losses.rsr_projection_error(z, A).mean()
+    """Per-sample terms (L2,1 reconstruction, projection) and the orthogonality of A."""
+    reconstruction = losses.l2_error(x, x_hat)
+    projection = losses.rsr_projection_error(z, A)
     orthogonality = losses.rsr_orthogonality_error(A)
     return {
         "loss": reconstruction + lambda1 * projection + lambda2 * orthogonality,
@@ -59,8 +60,9 @@ class RSRAEModule(AnomalyModule):
         score: str = "l2",
         rapp_components: int | None = None,
         rapp_from_input: bool = False,
+        robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
+        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
         for key, value in (("model.lambda1", lambda1), ("model.lambda2", lambda2)):
             if value < 0:
                 raise ConfigError(key, value, "a weight >= 0")
@@ -80,12 +82,12 @@ class RSRAEModule(AnomalyModule):
         # (value, algorithm) handed over by train(): Lightning clips only automatic optimisation.
         self.gradient_clip: tuple[float, str] | None = None
         self._current_term = "loss"
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).x_hat
 
-    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def sample_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(x)
         return rsrae_loss_terms(x, out.x_hat, out.z, self.net.rsr.A, self.lambda1, self.lambda2)
 
@@ -125,12 +127,14 @@ class RSRAEModule(AnomalyModule):
             return super().training_step(batch, batch_idx)
         x = batch["image"]
         reconstruction_opt, projection_opt, orthogonality_opt = self.optimizers()
-        terms = self.training_losses(x)
+        per_sample = self.sample_losses(x)
+        weights = self.sample_weights(per_sample["loss"])  # the same samples for every step
+        terms = reduce_terms(per_sample, weights)
         health.check_finite(terms, self.global_step, self.current_epoch)
         self.log_training_values({f"train/{k}": v for k, v in terms.items()}, len(x))
         self._step(reconstruction_opt, "reconstruction", terms["reconstruction"])
-        projection = losses.rsr_projection_error(self.net.encode(x), self.net.rsr.A).mean()
-        self._step(projection_opt, "projection", projection)
+        projection = losses.rsr_projection_error(self.net.encode(x), self.net.rsr.A)
+        self._step(projection_opt, "projection", reduce_terms({"p": projection}, weights)["p"])
         self._step(
             orthogonality_opt, "orthogonality", losses.rsr_orthogonality_error(self.net.rsr.A)
         )

@@ -8,6 +8,7 @@ from robustad.errors import ConfigError
 from robustad.models import losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
 from robustad.models.networks import GaussianVAE
+from robustad.models.robust import TrimmedLoss
 
 
 class VAEModule(AnomalyModule):
@@ -32,8 +33,9 @@ class VAEModule(AnomalyModule):
         score: str = "l2",
         rapp_components: int | None = None,
         rapp_from_input: bool = False,
+        robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input)
+        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
         if kl_weight < 0:
             raise ConfigError("model.kl_weight", kl_weight, "a weight >= 0")
         if (
@@ -49,7 +51,7 @@ class VAEModule(AnomalyModule):
             int(kl_warmup_steps),
             int(mc_samples),
         )
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
 
     def current_kl_weight(self) -> float:
         if self.kl_warmup_steps == 0:
@@ -63,10 +65,10 @@ class VAEModule(AnomalyModule):
         """Decoder output for the posterior mean: deterministic, so scores are repeatable."""
         return self.net.decode(self.net.encode(x)[0])
 
-    def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def sample_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(x)
-        reconstruction = losses.squared_error(x, out.x_hat).mean()
-        kl = losses.gaussian_kl(out.mu, out.logvar).mean()
+        reconstruction = losses.squared_error(x, out.x_hat)
+        kl = losses.gaussian_kl(out.mu, out.logvar)
         return {
             "loss": reconstruction + self.current_kl_weight() * kl,
             "reconstruction": reconstruction,
