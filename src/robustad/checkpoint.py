@@ -1,28 +1,78 @@
 """Rebuild a trained detector from its checkpoint alone, without unpickling arbitrary objects.
 
 A checkpoint holds the resolved run config (`robustad_config`, plain types) and the threshold
-chosen at training time (`robustad_threshold`); it is read with `weights_only=True`, and only
-model classes from robustad or torch.optim / torch.nn are instantiated from its config.
+chosen at training time (`robustad_threshold`); it is read with `weights_only=True` and its
+config is treated as untrusted data: the model is rebuilt from an explicit registry of classes
+by exact name, with plain values as arguments, so no checkpoint can name code to run.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from robustad.callbacks import THRESHOLD_KEY
+from robustad.data import ContaminatedDataModule
 from robustad.errors import ConfigError, RobustADError
+from robustad.models import AEModule, PCAModule, RSRAEModule, VAEModule
 from robustad.models.base import AnomalyModule
+from robustad.models.networks import (
+    MLPVAE,
+    ConvAutoencoder,
+    ConvRSRAutoencoder,
+    MLPAutoencoder,
+    PCAReconstructor,
+    ResidualAutoencoder,
+    ResidualVAE,
+    RSRAutoencoder,
+)
+from robustad.models.robust import TrimmedLoss
 
 CONFIG_KEY = "robustad_config"
 # Inside the stored config: the config-group options it was composed from (model: rsrae, ...).
 CHOICES_KEY = "config_choices"
-# Targets a checkpoint's model config may name: instantiating anything else could run any callable.
-ALLOWED_TARGETS = ("robustad.", "torch.optim.", "torch.nn.")
+
+# Everything a checkpoint may build, by exact name: a stored config names one of these classes,
+# never a callable of its own choosing. A model's components go in their named slots only.
+MODULES: dict[str, type] = {
+    f"robustad.models.{cls.__name__}": cls for cls in (AEModule, PCAModule, RSRAEModule, VAEModule)
+}
+NETWORKS: dict[str, type] = {
+    f"robustad.models.networks.{cls.__name__}": cls
+    for cls in (
+        ConvAutoencoder,
+        ConvRSRAutoencoder,
+        MLPAutoencoder,
+        MLPVAE,
+        PCAReconstructor,
+        RSRAutoencoder,
+        ResidualAutoencoder,
+        ResidualVAE,
+    )
+}
+OPTIMIZERS: dict[str, type] = {
+    f"torch.optim.{cls.__name__}": cls
+    for cls in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD, torch.optim.RMSprop)
+}
+SCHEDULERS: dict[str, type] = {
+    f"torch.optim.lr_scheduler.{cls.__name__}": cls
+    for cls in (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CosineAnnealingLR)
+}
+DATAMODULE = "robustad.data.ContaminatedDataModule"
+ROBUST: dict[str, type] = {"robustad.models.robust.TrimmedLoss": TrimmedLoss}
+SLOTS: dict[str, dict[str, type]] = {
+    "net": NETWORKS,
+    "optimizer": OPTIMIZERS,
+    "scheduler": SCHEDULERS,
+    "robust": ROBUST,
+}
+# Built later with the parameters (`_partial_: true` in the configs).
+PARTIAL_SLOTS = ("optimizer", "scheduler")
+PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
 def load_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str, Any]:
@@ -54,35 +104,112 @@ def load_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str
     return checkpoint
 
 
-def _check_targets(node: Any, where: str = "model") -> None:
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(ALLOWED_TARGETS):
-            raise RobustADError(
-                f"checkpoint config {where}._target_={target!r} is not allowed "
-                f"(only {', '.join(ALLOWED_TARGETS)}*)"
-            )
-        for key, value in node.items():
-            _check_targets(value, f"{where}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _check_targets(value, f"{where}[{i}]")
+def _refuse(path: str, value: Any, allowed: str) -> RobustADError:
+    return RobustADError(
+        f"checkpoint config `{path}` = {value!r} is not allowed ({allowed}); "
+        "a checkpoint is data and cannot name code to run"
+    )
+
+
+def _plain(value: Any, path: str) -> Any:
+    """A constructor argument: plain values and lists of them only."""
+    if isinstance(value, PLAIN_TYPES):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise _refuse(path, value, "only numbers, strings, booleans, null and lists of them")
+
+
+def _arguments(cls: type, node: dict[str, Any], path: str, allow_partial: bool) -> dict[str, Any]:
+    """A node's keyword arguments, checked against the class's signature."""
+    accepted = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    kwargs = {}
+    for key, value in node.items():
+        where = f"{path}.{key}"
+        if key == "_target_":
+            continue
+        if key == "_partial_":
+            if value is not True or not allow_partial:
+                raise _refuse(where, value, "only `optimizer` and `scheduler` are partial")
+            continue
+        if not isinstance(key, str) or key.startswith("_"):
+            raise _refuse(where, value, "no Hydra directives besides _target_")
+        if key not in accepted and not takes_any:
+            raise _refuse(where, value, f"not an argument of {cls.__name__}")
+        kwargs[key] = _plain(value, where)
+    return kwargs
+
+
+def _component(slot: str, node: Any, path: str) -> Any:
+    """A registered network, optimizer, scheduler or robust rule for one of the model's slots."""
+    if node is None:
+        return None
+    registry = SLOTS[slot]
+    target = node.get("_target_") if isinstance(node, dict) else None
+    if target not in registry:
+        raise _refuse(f"{path}._target_", target, f"one of {sorted(registry)}")
+    cls = registry[target]
+    partial = slot in PARTIAL_SLOTS and node.get("_partial_") is True
+    kwargs = _arguments(cls, node, path, allow_partial=slot in PARTIAL_SLOTS)
+    if partial:
+        return functools.partial(cls, **kwargs)
+    try:
+        return cls(**kwargs)
+    except RobustADError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise RobustADError(f"checkpoint config `{path}` cannot be built: {exc}") from exc
 
 
 def build_model(checkpoint: dict[str, Any]) -> AnomalyModule:
-    """Instantiate the model from the stored run config, load its weights, switch to eval mode."""
+    """Rebuild the model from the stored run config (untrusted data: registered classes only,
+    plain values only), load its weights, switch to eval mode."""
     run_config = checkpoint[CONFIG_KEY]
-    model_cfg = run_config.get("model")
+    model_cfg = run_config.get("model") if isinstance(run_config, dict) else None
     if not isinstance(model_cfg, dict):
         raise RobustADError("the checkpoint's run config holds no `model` section")
-    _check_targets(model_cfg)
+    target = model_cfg.get("_target_")
+    if target not in MODULES:
+        raise _refuse("model._target_", target, f"one of {sorted(MODULES)}")
+    cls = MODULES[target]
     if "rapp_from_input" not in model_cfg:
         # Written before the option existed, when RaPP's pathway always began at the input.
         model_cfg = {**model_cfg, "rapp_from_input": True}
-    model = instantiate(OmegaConf.create(model_cfg))
-    model.load_state_dict(checkpoint["state_dict"])
+    plain = {k: v for k, v in model_cfg.items() if k not in SLOTS}
+    kwargs = _arguments(cls, plain, "model", allow_partial=False)
+    for slot in SLOTS:
+        if slot in model_cfg:
+            kwargs[slot] = _component(slot, model_cfg[slot], f"model.{slot}")
+    try:
+        model = cls(**kwargs)
+    except RobustADError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise RobustADError(f"the checkpoint's model config cannot be built: {exc}") from exc
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = next(
+            (line.strip() for line in first[1:] if line.strip()), first[0] if first else ""
+        )
+        raise RobustADError(
+            f"the checkpoint's weights do not match its stored model config ({detail})"
+        ) from exc
     model.run_config = run_config
     return model.eval()
+
+
+def build_datamodule(data_cfg: dict[str, Any]) -> ContaminatedDataModule:
+    """The data module a checkpoint's stored data config describes (untrusted data: the one
+    data module class, plain values only); a config composed from the shipped files may name it
+    the same way."""
+    target = data_cfg.get("_target_")
+    if target != DATAMODULE:
+        raise _refuse("data._target_", target, DATAMODULE)
+    kwargs = _arguments(ContaminatedDataModule, data_cfg, "data", allow_partial=False)
+    return ContaminatedDataModule(**kwargs)
 
 
 def trained_image_shape(checkpoint: dict[str, Any]) -> tuple[int, ...]:

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from robustad.callbacks import AnomalyThreshold
 from robustad.checkpoint import (
     CHOICES_KEY,
     CONFIG_KEY,
+    build_datamodule,
     build_model,
     load_checkpoint,
     stored_threshold,
@@ -40,16 +42,15 @@ def _threshold(cfg: DictConfig, checkpoint: dict[str, Any]) -> dict[str, Any] | 
     return {"method": "fixed", "value": float(override)}
 
 
-def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> DictConfig:
-    """The data to evaluate on: `data=<name>` composes a new one; otherwise the checkpoint's own,
-    with any `data.<key>=...` given on the command line (e.g. `data.data_dir` for a checkpoint
-    moved to another machine) applied on top."""
-    given = cfg.get("data") or {}
+def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
+    """The data to evaluate on, as plain values: `data=<name>` composes a new one from the
+    shipped configs; otherwise the checkpoint's own, with any `data.<key>=...` given on the
+    command line (e.g. `data.data_dir` for a checkpoint moved to another machine) applied."""
+    given = OmegaConf.to_container(cfg.get("data") or {}, resolve=True)
     if "_target_" in given:
         return given
-    stored = OmegaConf.create(run_config["data"])
-    changes = {k: v for k, v in OmegaConf.to_container(given).items() if v is not None}
-    return OmegaConf.merge(stored, changes)
+    changes = {k: v for k, v in given.items() if v is not None}
+    return {**run_config["data"], **changes}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -70,10 +71,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         run_config = checkpoint[CONFIG_KEY]
         data_cfg = data_config(cfg, run_config)
         trained = list(trained_image_shape(checkpoint))
-        if [int(n) for n in data_cfg.image_shape] != trained:
+        if [int(n) for n in data_cfg.get("image_shape", [])] != trained:
             raise ConfigError(
                 "data.image_shape",
-                list(data_cfg.image_shape),
+                data_cfg.get("image_shape"),
                 f"{trained}, the shape the checkpoint was trained on",
             )
         threshold = _threshold(cfg, checkpoint)
@@ -89,14 +90,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             pl.seed_everything(cfg.seed, workers=True)
         # The effective config (the trained model, the evaluated data) beside metrics.json, so
         # robustad-report groups eval runs like training runs.
-        effective = OmegaConf.merge(
-            OmegaConf.create(run_config), {"task_name": cfg.get("task_name")}
-        )
-        effective.data = data_cfg
+        # Plain YAML, not OmegaConf: the checkpoint's strings are data, never interpolated.
+        effective = {**run_config, "task_name": cfg.get("task_name"), "data": data_cfg}
         metrics["config_path"] = str(output_dir / "config_resolved.yaml")
-        OmegaConf.save(effective, metrics["config_path"], resolve=True)
+        Path(metrics["config_path"]).write_text(yaml.safe_dump(effective, sort_keys=False))
         model = build_model(checkpoint)
-        datamodule = build(data_cfg)
+        # A data config composed from config files (data=<name>) is the user's own; the stored
+        # one is the checkpoint's data and is rebuilt from plain values only.
+        composed = "_target_" in (cfg.get("data") or {})
+        datamodule = build(OmegaConf.create(data_cfg)) if composed else build_datamodule(data_cfg)
         datamodule.setup("test")
         metrics["split_sizes"] = datamodule.split_sizes
         callbacks = [
