@@ -145,3 +145,18 @@ def test_null_corruptions_means_all_of_them() -> None:
         dataset="mnist", inlier_classes=[4], outlier_source="corruption", corruptions=None
     )
     assert dm.corruptions == list(CORRUPTIONS)
+
+
+def test_fewer_outliers_than_corruptions_skips_the_idle_ones(digits_like: torch.Tensor) -> None:
+    """Three images, every corruption mixed: most corruptions get no image and are skipped."""
+    names = sorted(CORRUPTIONS)
+    images = digits_like[:3]
+    out, which = corrupt(images, names, 3, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and len(set(which.tolist())) == 3
+
+
+def test_all_corruptions_on_a_tiny_split_train_end_to_end(make_cfg) -> None:
+    from robustad.train import train
+
+    cfg = make_cfg(["data=digits", "data.outlier_source=corruption", "debug=fdr", "logger=csv"])
+    assert train(cfg)["status"] == "done"

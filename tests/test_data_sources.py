@@ -190,3 +190,20 @@ def test_labels_and_images_of_different_length_name_the_files(tmp_path: Path) ->
     write_idx(folder / (MNIST_FILES["train_labels"] + ".gz"), np.zeros(3, dtype=np.uint8))
     with pytest.raises(CorruptDataError, match=r"3 labels for 4 images"):
         load_fashion_mnist(tmp_path, download=False)
+
+
+def test_failed_download_leaves_no_empty_folders(tmp_path: Path, monkeypatch) -> None:
+    """torchvision makes <root>/MNIST/raw before it fails offline: those folders are removed."""
+    import torchvision
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    data_dir = tmp_path / "data"
+    with pytest.raises(DataNotFoundError, match="no network") as info:
+        sources.load_mnist(data_dir, download=True)
+    assert not data_dir.exists()
+    fix = str(info.value).split("Fix:")[1]
+    assert "data.data_dir" in fix and "data=digits" in fix

@@ -157,6 +157,13 @@ def held_out_splits(
     inliers = shuffled(class_pool(train_labels, inlier_classes), generator)
     _require_inliers(inliers, "train")
     n_val_in = round(len(inliers) * val_fraction)
+    if len(inliers) - n_val_in < 2:
+        raise ConfigError(
+            "data.val_fraction",
+            val_fraction,
+            f"a fraction that leaves inliers to train on: of {len(inliers)} inliers it puts "
+            f"{n_val_in} in validation and {len(inliers) - n_val_in} in training",
+        )
     val_in, train_in = inliers[:n_val_in], inliers[n_val_in:]
     test_in = class_pool(test_labels, inlier_classes)
     _require_inliers(test_in, "test")

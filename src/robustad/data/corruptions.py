@@ -291,6 +291,8 @@ def corrupt(
     out = images.clone()
     for i, name in enumerate(names):
         rows = torch.nonzero(which == i, as_tuple=True)[0]
+        if len(rows) == 0:  # fewer outliers than corruptions: this one is handed none
+            continue
         for part in rows.split(chunk):
             x = images[part].unsqueeze(1).float().div_(255.0)
             y = CORRUPTIONS[name](x, severity, generator).clamp_(0.0, 1.0)

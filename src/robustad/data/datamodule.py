@@ -89,6 +89,31 @@ class IndexBatches(Sampler[torch.Tensor]):
         return math.ceil(self.n / self.batch_size)
 
 
+def check_loader_values(
+    batch_size: Any, eval_batch_size: Any, num_workers: Any, val_fraction: Any, seed: Any
+) -> None:
+    """Types and ranges of the loader settings: a fractional or textual batch size must not be
+    silently truncated (the saved config would say one thing and the run do another)."""
+
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key, value, low in (
+        ("data.batch_size", batch_size, 1),
+        ("data.eval_batch_size", eval_batch_size, 1),
+        ("data.num_workers", num_workers, 0),
+        ("data.seed", seed, 0),
+    ):
+        if not integer(value) or value < low:
+            raise ConfigError(key, value, f"an integer >= {low}")
+    if (
+        not isinstance(val_fraction, int | float)
+        or isinstance(val_fraction, bool)
+        or not 0.0 < val_fraction < 1.0
+    ):
+        raise ConfigError("data.val_fraction", val_fraction, "a fraction with 0 < value < 1")
+
+
 class ContaminatedDataModule(pl.LightningDataModule):
     """Inlier classes plus sampled outliers, split by an evaluation protocol.
 
@@ -129,11 +154,25 @@ class ContaminatedDataModule(pl.LightningDataModule):
             raise ConfigError(
                 "data.outlier_source", outlier_source, f"one of {list(OUTLIER_SOURCES)}"
             )
+        check_loader_values(batch_size, eval_batch_size, num_workers, val_fraction, seed)
+        if not isinstance(data_dir, str | Path) or not str(data_dir):
+            raise ConfigError("data.data_dir", data_dir, "a folder path")
         self.dataset, self.emnist_split, self.protocol = dataset, emnist_split, protocol
         self.outlier_source = outlier_source
         self.data_dir = Path(data_dir)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError(
+                "data.data_dir", str(data_dir), "a folder (holding e.g. MNIST/raw); this is a file"
+            )
         self.image_shape = tuple(int(n) for n in image_shape)
         self.class_names = SOURCES[dataset].class_names(emnist_split)
+        if protocol == "multimodal" and outlier_source == "classes" and outlier_classes is None:
+            raise ConfigError(
+                "data.outlier_classes",
+                None,
+                "the novel class with data.protocol=multimodal, e.g. data.outlier_classes=[3] "
+                "data.inlier_classes=null (every other class is normal)",
+            )
         self._select_classes(inlier_classes, outlier_classes)
         self.train_amount, self.eval_amount = self._amounts(
             contamination, outlier_ratio, eval_contamination
@@ -153,16 +192,6 @@ class ContaminatedDataModule(pl.LightningDataModule):
             raise ConfigError(
                 "data.corruptions", corruptions, "null unless data.outlier_source=corruption"
             )
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError("data.val_fraction", val_fraction, "a fraction with 0 < value < 1")
-        for key, value in (
-            ("data.batch_size", batch_size),
-            ("data.eval_batch_size", eval_batch_size),
-        ):
-            if int(value) < 1:
-                raise ConfigError(key, value, "a positive integer")
-        if int(num_workers) < 0:
-            raise ConfigError("data.num_workers", num_workers, "an integer >= 0")
         self.val_fraction = val_fraction
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.seed, self.download = int(num_workers), int(seed), download

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:  # gzip raises these on truncated or non-gzip input
+    except (OSError, EOFError, zlib.error) as exc:  # truncated, non-gzip or corrupt deflate data
         raise CorruptDataError(f"cannot read IDX file {path}: {exc}") from exc
 
 

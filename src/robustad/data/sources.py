@@ -115,7 +115,12 @@ def _read_split(files: dict[str, Path]) -> tuple[torch.Tensor, ...]:
                 f"{files[f'{part}_images']}: expected uint8 images (N, H, W), "
                 f"got {images.dtype} {images.shape}"
             )
-        if labels.ndim != 1 or len(images) != len(labels):
+        if labels.ndim != 1:
+            raise CorruptDataError(
+                f"{files[f'{part}_labels']}: labels must be one number per image (1-D); "
+                f"found an array of shape {labels.shape}"
+            )
+        if len(images) != len(labels):
             raise CorruptDataError(
                 f"{files[f'{part}_labels']}: {labels.shape[0]} labels for {len(images)} images "
                 f"in {files[f'{part}_images']}"
@@ -132,10 +137,14 @@ def _torchvision_download(name: str, root: Path, **kwargs: str) -> str | None:
     import torchvision
 
     dataset_cls = getattr(torchvision.datasets, name)
+    new_folders = [p for p in (root, root / name, root / name / "raw") if not p.exists()]
     try:
         dataset_cls(root=str(root), train=True, download=True, **kwargs)
         dataset_cls(root=str(root), train=False, download=True, **kwargs)
     except Exception as exc:  # network errors come in many types; the message is what matters
+        for folder in reversed(new_folders):  # leave no empty folders behind a failed attempt
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -160,7 +169,8 @@ def locate_idx(layout: IdxLayout, data_dir: Path, download: bool) -> dict[str, P
             f"{layout.title} not found. Looked for the four IDX files "
             f"({', '.join(layout.files.values())}, raw or .gz) in:\n{listing}\n"
             f"  - {download_note}\n"
-            f"Fix: {layout.how_to_supply}"
+            f"Fix: copy the four files into {places[0]}, or point data.data_dir at the folder "
+            f"that holds {layout.subfolders[0]}/; {layout.how_to_supply}"
         )
     log.info("%s: reading %s", layout.title, files["train_images"].parent)
     return files
@@ -173,8 +183,7 @@ MNIST_LAYOUT = IdxLayout(
     system_name="mnist",
     torchvision_name="MNIST",
     torchvision_kwargs={},
-    how_to_supply="put the files in one of those folders (e.g. data.data_dir=../shared/datasets), "
-    "set data.download=true with network access, or run offline with data=digits.",
+    how_to_supply="or set data.download=true with network access, or run offline with data=digits.",
 )
 # No flat data_dir: Fashion-MNIST's file names are MNIST's, so a bare folder would be ambiguous.
 FASHION_MNIST_LAYOUT = IdxLayout(
@@ -184,9 +193,8 @@ FASHION_MNIST_LAYOUT = IdxLayout(
     system_name="fashion-mnist",
     torchvision_name="FashionMNIST",
     torchvision_kwargs={},
-    how_to_supply="`apt-get install dataset-fashion-mnist` (installs into "
-    f"{SYSTEM_DATASET_DIR / 'fashion-mnist'}), put the files in <data_dir>/fashion-mnist/, "
-    "or set data.download=true with network access.",
+    how_to_supply="or `apt-get install dataset-fashion-mnist` (installs into "
+    f"{SYSTEM_DATASET_DIR / 'fashion-mnist'}), or set data.download=true with network access.",
 )
 
 
@@ -198,7 +206,7 @@ def emnist_layout(split: str) -> IdxLayout:
         system_name="emnist",
         torchvision_name="EMNIST",
         torchvision_kwargs={"split": split},
-        how_to_supply="unpack the files of EMNIST's gzip.zip (emnist-<split>-...-ubyte.gz) into "
+        how_to_supply="or unpack the files of EMNIST's gzip.zip (emnist-<split>-...-ubyte.gz) into "
         "<data_dir>/emnist/, or set data.download=true with network access (about 560 MB).",
     )
 
