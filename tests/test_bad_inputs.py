@@ -379,7 +379,7 @@ def test_report_refuses_bad_input(tmp_path, capsys, make_args, needle) -> None:
 
 
 def test_refused_rerun_leaves_the_finished_runs_hydra_files(tmp_path: Path) -> None:
-    """The refusal comes before Hydra rewrites `.hydra/*.yaml`, so the folder still says what ran."""
+    """The refusal comes before Hydra rewrites `.hydra/*.yaml`: the folder still says what ran."""
     run_dir = tmp_path / "run"
     first = run_cli([*FAST, f"hydra.run.dir={run_dir}"], tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -141,6 +141,6 @@ def test_eval_rebuilds_the_stored_data_module_from_plain_values(genuine, tmp_pat
     path = tmp_path / "crafted.ckpt"
     torch.save(crafted, path)
     cfg = compose_cfg("eval", [f"ckpt_path={path}", "trainer=cpu"], tmp_path / "eval")
-    with pytest.raises(RobustADError, match="checkpoint config `data._target_`"):
+    with pytest.raises(RobustADError, match=r"checkpoint config `data\._target_`"):
         evaluate(cfg)
     assert not target.exists()
