@@ -3,14 +3,16 @@
 Runs are grouped by model x score x dataset x protocol x inlier (and outlier) classes x
 contamination (or outlier ratio); each metric gets its mean and standard deviation over the
 group's runs (the seeds). Failed runs are listed apart. Everything is read from the files next
-to each metrics.json (config_resolved.yaml, .hydra/), never from absolute paths stored in them,
-so a copied or moved output folder reports the same.
+to each metrics.json (its config_resolved.yaml; never Hydra's .hydra/ copies, which a later
+command may rewrite), never from absolute paths stored in them, so a copied or moved output
+folder reports the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import statistics
 import sys
@@ -24,6 +26,8 @@ import yaml
 
 from robustad.errors import RobustADError
 from robustad.sweeps import read_metrics
+
+log = logging.getLogger("robustad")
 
 GROUP_KEYS = (
     "model",
@@ -123,13 +127,12 @@ def load_run(metrics_path: Path, root: Path, extra_keys: Sequence[str] = ()) -> 
         "status": "unreadable",
         "error": "metrics.json cannot be read",
     }
-    config = _load_yaml(job_dir / "config_resolved.yaml") or _load_yaml(
-        job_dir / ".hydra" / "config.yaml"
-    )
-    choices = _select(_load_yaml(job_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.choices") or {}
+    # The run's own record only (metrics.json and the config written beside it): Hydra's
+    # `.hydra/` copies are rewritten by any later command pointed at the folder.
+    config = _load_yaml(job_dir / "config_resolved.yaml")
     keys = {
-        # The config's name (rsrae_conv, cae, ...) says more than the class name in metrics.json.
-        "model": _format_value(choices.get("model") or metrics.get("model")),
+        # metrics.json names the model by its config (rsrae_conv, cae, ...).
+        "model": _format_value(metrics.get("model")),
         "score": _format_value(_select(config, "model.score")),
         "dataset": _format_value(_select(config, "data.dataset") or metrics.get("dataset")),
         # Configs from before `data.protocol` existed ran the inductive protocol.
@@ -164,7 +167,11 @@ def collect(root: Path, extra_keys: Sequence[str] = ()) -> list[Run]:
     paths = sorted(root.rglob("metrics.json"))
     if not paths:
         raise RobustADError(f"no metrics.json under {root}; is it a run or sweep output folder?")
-    return [load_run(path, root, extra_keys) for path in paths]
+    runs = [load_run(path, root, extra_keys) for path in paths]
+    if all(run.status == "unreadable" for run in runs):
+        names = ", ".join(run.path + "/metrics.json" for run in runs[:3])
+        raise RobustADError(f"no readable metrics.json under {root} (unreadable: {names})")
+    return runs
 
 
 @dataclass
@@ -204,6 +211,68 @@ def group_runs(runs: Sequence[Run], group_keys: Sequence[str]) -> list[Group]:
     return [
         Group(dict(zip(group_keys, values, strict=True)), members) for values, members in ordered
     ]
+
+
+class MeanGroup(Group):
+    """Groups that differ only in the averaged keys (e.g. inlier_classes): each metric is the
+    mean of the groups' means, its spread their standard deviation (class-to-class)."""
+
+    def __init__(self, keys: dict[str, str], members: list[Group]) -> None:
+        super().__init__(keys, [run for group in members for run in group.runs])
+        self.members = members
+
+    def stats(self, metric: str) -> tuple[float | None, float | None]:
+        means = [m for m, _ in (group.stats(metric) for group in self.members) if m is not None]
+        if not means:
+            return None, None
+        return statistics.fmean(means), statistics.stdev(means) if len(means) > 1 else None
+
+    def differing_config(self) -> list[str]:
+        return sorted({key for group in self.members for key in group.differing_config()})
+
+
+def average_groups(groups: Sequence[Group], over: Sequence[str]) -> list[Group]:
+    """One MeanGroup per combination of the other keys; the averaged keys' columns are empty."""
+    merged: dict[tuple[tuple[str, str], ...], list[Group]] = defaultdict(list)
+    for group in groups:
+        keys = tuple((k, "" if k in over else v) for k, v in group.keys.items())
+        merged[keys].append(group)
+    return [MeanGroup(dict(keys), members) for keys, members in merged.items()]
+
+
+def load_published(path: Path) -> list[dict[str, Any]]:
+    """Published numbers to show beside ours: a YAML list of {where: {key: value, ...},
+    value: number, source: text} entries; `where` matches the report's grouping keys."""
+    entries = _load_yaml_list(path)
+    for i, entry in enumerate(entries):
+        if (
+            not isinstance(entry, dict)
+            or "value" not in entry
+            or not isinstance(entry.get("where", {}), dict)
+        ):
+            raise RobustADError(
+                f"{path}: entry {i} must be a mapping with `where` (keys) and `value`"
+            )
+    return entries
+
+
+def _load_yaml_list(path: Path) -> list[Any]:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RobustADError(f"cannot read the published numbers {path}: {exc}") from exc
+    if not isinstance(content, list):
+        raise RobustADError(f"{path}: expected a YAML list of published entries")
+    return content
+
+
+def published_for(group: Group, published: Sequence[dict[str, Any]]) -> str:
+    cells = [
+        f"{entry['value']}" + (f" ({entry['source']})" if entry.get("source") else "")
+        for entry in published
+        if all(group.keys.get(k) == _format_value(v) for k, v in entry.get("where", {}).items())
+    ]
+    return "; ".join(cells)
 
 
 def metric_names(runs: Sequence[Run], wanted: Sequence[str]) -> list[str]:
@@ -268,21 +337,26 @@ def markdown(
     failed: Sequence[Run],
     group_keys: Sequence[str],
     metrics: Sequence[str],
+    published: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """Mean ± std per group (columns that are empty for every group are left out)."""
+    """Mean ± std per group (columns that are empty for every group are left out), and the
+    published number where one matches."""
     shown = [key for key in group_keys if any(group.keys[key] for group in groups)] or list(
         group_keys
     )
+    extra = ["published"] if published else []
     lines = [
-        "| " + " | ".join([*shown, "n", *metrics]) + " |",
-        "|" + "---|" * (len(shown) + 1 + len(metrics)),
+        "| " + " | ".join([*shown, "n", *metrics, *extra]) + " |",
+        "|" + "---|" * (len(shown) + 1 + len(metrics) + len(extra)),
     ]
     notes = []
     for group in groups:
         cells = [_md_escape(group.keys[key]) for key in shown] + [str(len(group.runs))]
         for metric in metrics:
             mean, std = group.stats(metric)
-            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if std is not None else ""))
+            cells.append(_fmt(mean, 3) + (f" ± {_fmt(std, 3)}" if std is not None else ""))
+        if published:
+            cells.append(_md_escape(published_for(group, published)))
         lines.append("| " + " | ".join(cells) + " |")
         differing = group.differing_config()
         if differing:
@@ -309,15 +383,11 @@ def markdown(
 def plot(groups: Sequence[Group], path: Path) -> Path:
     """AUROC and AP against contamination (or outlier ratio), one line per model, averaged over
     inlier classes and seeds, with a band of one standard deviation over those runs."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise RobustADError(
-            "--plot needs matplotlib, which is not installed: pip install 'robustad[plot]'"
-        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     x_key = "contamination" if any(g.keys["contamination"] for g in groups) else "outlier_ratio"
     points: dict[str, dict[float, list[Run]]] = defaultdict(lambda: defaultdict(list))
     line_keys = ("model", "score", "dataset", "protocol")
@@ -372,17 +442,37 @@ def report(
     metrics: Sequence[str] = DEFAULT_METRICS,
     extra_keys: Sequence[str] = (),
     make_plot: bool = False,
+    average_over: Sequence[str] = (),
+    published: Path | None = None,
 ) -> dict[str, Path]:
-    """Write summary.csv, runs.csv, summary.md (and auroc_ap.png) into out; return their paths."""
+    """Write summary.csv, runs.csv, summary.md (and auroc_ap.png) into out; return their paths.
+
+    `average_over` (e.g. inlier_classes) averages the groups' means over those keys' values;
+    `published` adds a column of published numbers (load_published's format).
+    """
     root = root.resolve()
+    out = (out or root / "report").resolve()
+    if out.exists() and not out.is_dir():
+        raise RobustADError(f"--out {out} is a file; give a folder for the report")
     runs = collect(root, extra_keys)
     group_keys = [*GROUP_KEYS, *(k for k in extra_keys if k not in GROUP_KEYS)]
+    unknown = [k for k in average_over if k not in group_keys]
+    if unknown:
+        raise RobustADError(
+            f"--average-over {','.join(unknown)}: not a grouping key; allowed: "
+            f"{', '.join(group_keys)} (add others with --group-by)"
+        )
+    entries = load_published(published) if published else []
     done = [run for run in runs if run.status == "done"]
     failed = [run for run in runs if run.status != "done"]
     groups = group_runs(done, group_keys)
+    if average_over:
+        groups = average_groups(groups, average_over)
     names = metric_names(done, metrics)
-    out = (out or root / "report").resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RobustADError(f"cannot create the report folder {out}: {exc}") from exc
     written = {
         "summary_csv": out / "summary.csv",
         "runs_csv": out / "runs.csv",
@@ -392,9 +482,15 @@ def report(
     write_runs_csv(runs, group_keys, names, written["runs_csv"])
     shown_metrics = [m for m in metrics if m in names] or names[:4]
     title = f"# Results: {len(done)} finished, {len(failed)} failed runs under {root.name}\n\n"
-    written["markdown"].write_text(title + markdown(groups, failed, group_keys, shown_metrics))
+    if average_over:
+        title += f"Means over {', '.join(average_over)} (± the spread between them).\n\n"
+    table = markdown(groups, failed, group_keys, shown_metrics, entries)
+    written["markdown"].write_text(title + table)
     if make_plot:
-        written["plot"] = plot(groups, out / "auroc_ap.png")
+        try:
+            written["plot"] = plot(groups, out / "auroc_ap.png")
+        except ImportError:
+            log.warning("--plot needs matplotlib, which cannot be imported: no figure written")
     return written
 
 
@@ -419,8 +515,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="extra comma-separated config keys to group by, e.g. model.mode,model.lambda1",
     )
     parser.add_argument(
-        "--plot", action="store_true", help="also write auroc_ap.png (needs matplotlib)"
+        "--average-over",
+        default="",
+        help="comma-separated grouping keys to average over, e.g. inlier_classes (class means)",
     )
+    parser.add_argument(
+        "--published",
+        type=Path,
+        default=None,
+        help="YAML list of published numbers ({where: {model: ae, ...}, value, source}) to show",
+    )
+    parser.add_argument("--plot", action="store_true", help="also write auroc_ap.png")
     args = parser.parse_args(argv)
     try:
         written = report(
@@ -429,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics=[m for m in args.metrics.split(",") if m],
             extra_keys=[k for k in args.group_by.split(",") if k],
             make_plot=args.plot,
+            average_over=[k for k in args.average_over.split(",") if k],
+            published=args.published,
         )
     except RobustADError as exc:
         print(f"[robustad] error: {exc}", file=sys.stderr)
