@@ -337,7 +337,10 @@ if not HAS_CUDA:
 @pytest.mark.parametrize(
     ("make_args", "needle"), [pytest.param(a, n, id=name) for name, a, n in SCORE_CASES]
 )
-def test_score_refuses_bad_input(tiny_ckpt, tmp_path, capsys, make_args, needle) -> None:
+def test_score_refuses_bad_input(
+    tiny_ckpt, tmp_path, capsys, monkeypatch, make_args, needle
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --output, scores.csv, lands here
     args = make_args(tmp_path, tiny_ckpt, score_inputs(tmp_path))
     code = score_main(args)
     err = capsys.readouterr().err.strip()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -342,3 +345,37 @@ def test_score_rejects_float_arrays(
         == 1
     )
     assert "uint8" in capsys.readouterr().err
+
+
+def test_score_help_answers_without_importing_torch() -> None:
+    probe = (
+        "import sys\n"
+        "from robustad.score import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip().endswith("False")
+
+
+def test_score_reads_jpeg_and_grayscale_images(trained: dict[str, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(digits_test_images(3)):
+        Image.fromarray(image).save(folder / f"{i}.jpg", quality=95)
+    Image.fromarray(digits_test_images(1)[0]).save(tmp_path / "one.png")
+    out = tmp_path / "scores.csv"
+    assert (
+        score_main(["--ckpt", str(trained["ckpt"]), "--input", str(folder), "--output", str(out)])
+        == 0
+    )
+    assert [row["input"] for row in read_rows(out)] == ["0.jpg", "1.jpg", "2.jpg"]
+    single = tmp_path / "single.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not writable" warning from numpy -> torch
+        args = ["--ckpt", str(trained["ckpt"]), "--input", str(tmp_path / "one.png")]
+        assert score_main([*args, "--output", str(single)]) == 0
