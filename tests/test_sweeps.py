@@ -355,6 +355,7 @@ def test_launcher_configs_compose(launcher: str, plugin: str, target: str) -> No
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+@pytest.mark.slow
 def test_optuna_study_in_sqlite_storage_is_continued(tmp_path: Path) -> None:
     """`storage: sqlite:///...` keeps the study; the same command again adds trials to it."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="extra `optuna` not installed")
