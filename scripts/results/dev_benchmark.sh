@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The development benchmark of docs/results.md: shipped defaults against their old defaults
+# (robust=none), PCA and PyOD, on the very same splits; then the tables.
+# Usage: scripts/results/dev_benchmark.sh [OUT_ROOT] [MNIST_DATA_DIR]
+# (seed 0 on a 2-core CPU: about 15 s per job and model; two sweeps run at a time.)
+set -euo pipefail
+OUT=${1:-/tmp/results/dev}
+DATA=${2:-../shared/datasets}
+RUN=(python train.py -m experiment=dev_benchmark seed=0 "data.data_dir=$DATA" cpu_threads=1 logger=csv)
+"${RUN[@]}" model=ae,pca "hydra.sweep.dir=$OUT/new_ae_pca" &
+"${RUN[@]}" model=rsrae "hydra.sweep.dir=$OUT/new_rsrae"
+wait
+"${RUN[@]}" model=ae robust=none "hydra.sweep.dir=$OUT/old_ae" &
+"${RUN[@]}" model=rsrae robust=none "hydra.sweep.dir=$OUT/old_rsrae"
+wait
+"${RUN[@]}" model=vae "hydra.sweep.dir=$OUT/new_vae" &
+"${RUN[@]}" model=vae robust=none "hydra.sweep.dir=$OUT/old_vae"
+wait
+python scripts/bench_pyod.py --data-dir "$DATA" --out "$OUT/../pyod_dev.csv" | tail -n 14
+robustad-report "$OUT" --out "$OUT/../dev_report" --average-over inlier_classes \
+  --group-by robust.fraction --metrics val/auroc,test/auroc,test/ap
