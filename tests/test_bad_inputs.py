@@ -193,6 +193,12 @@ def test_run_folder_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert target.read_text() == "keep me"
 
 
+def test_run_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
+    result = run_cli([*FAST, "hydra.run.dir=/proc/robustad-run"], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot create the run folder /proc/robustad-run" in result.stderr
+
+
 def test_finished_run_folder_is_refused_and_kept(make_cfg, tmp_path, caplog) -> None:
     run_dir = tmp_path / "run"
     train(make_cfg(FAST, output_dir=run_dir))

@@ -159,3 +159,15 @@ def test_pca_checkpoint_moved_with_its_data_is_evaluated(make_cfg, tmp_path, mni
 def test_pca_with_nap_runs(make_cfg, tmp_path: Path) -> None:
     metrics = train(make_cfg([*FAST, "model=pca", "model.score=rapp_nap"], tmp_path / "nap"))
     assert metrics["status"] == "done" and 0 <= metrics["test/auroc"] <= 1
+
+
+def test_listed_trainer_arguments_are_plain_overrides(make_cfg, tmp_path: Path) -> None:
+    overrides = [
+        *FAST,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    metrics = train(make_cfg(overrides, tmp_path / "run"))
+    assert metrics["status"] == "done" and len(metrics["history"]) == 2

@@ -139,6 +139,10 @@ class RunFolderGuard(Callback):
             status, _ = run_folder_status(run_dir)
             if status is not None:
                 refuse_occupied(run_dir, status, resume, how)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)  # Hydra's own attempt would traceback
+            except OSError as exc:
+                raise RobustADError(f"cannot create the run folder {run_dir}: {exc}") from exc
         except RobustADError as exc:
             print(f"[robustad] error: {exc}", file=sys.stderr)
             sys.exit(1)
