@@ -43,9 +43,9 @@ def report_metrics(metrics: dict[str, Any]) -> None:
     auroc = metrics.get("test/auroc")
     if auroc is not None and auroc < CHANCE_AUROC:
         log.warning(
-            "warning: test AUROC %.3f is below chance: this score ranks the outliers as *more* "
-            "normal than the inliers (e.g. fog/contrast corruptions, which are easier to "
-            "reconstruct than the images they damage)",
+            "warning: test AUROC %.3f is below 0.5: this score ranks these outliers as more "
+            "normal than the inliers (expected for corruptions such as fog or contrast; see the "
+            "README's Data section)",
             auroc,
         )
 
