@@ -98,3 +98,27 @@ def test_evaluation_losses_are_not_trimmed() -> None:
     model.eval()
     trimmed_off = model.training_losses(x)["loss"]
     assert trimmed_off.item() == pytest.approx(model.sample_losses(x)["loss"].mean().item())
+
+
+def test_combined_score_is_a_sum_of_training_standardised_scores(tmp_path) -> None:
+    """l2_cosine = (l2 - mean) / std + (cosine - mean) / std with training-split statistics,
+    kept as buffers: a reloaded model scores identically without the training data."""
+    from robustad.models.losses import cosine_error, l2_error
+
+    torch.manual_seed(0)
+    make = lambda: AEModule(  # noqa: E731
+        MLPAutoencoder(input_shape=(1, 4, 4), hidden_dims=[8], latent_dim=2),
+        optimizer=torch.optim.SGD,
+        score="l2_cosine",
+    )
+    model = make()
+    train_x, new_x = torch.rand(40, 1, 4, 4), torch.rand(6, 1, 4, 4)
+    model.fit_score_scaler([train_x[:20], train_x[20:]])
+    with torch.no_grad():
+        parts = [f(train_x, model.reconstruct(train_x)) for f in (l2_error, cosine_error)]
+        new_parts = [f(new_x, model.reconstruct(new_x)) for f in (l2_error, cosine_error)]
+    expected = sum((n - p.mean()) / p.std() for n, p in zip(new_parts, parts, strict=True))
+    assert torch.allclose(model.anomaly_score(new_x), expected, atol=1e-5)
+    reloaded = make()
+    reloaded.load_state_dict(model.state_dict())
+    assert torch.allclose(reloaded.anomaly_score(new_x), expected, atol=1e-5)

@@ -33,6 +33,33 @@ SCORES: dict[str, ScoreFn] = {
 # Scores from hidden activations (RaPP), for every network with `hidden_activations(x)`.
 FEATURE_SCORES = ("rapp_sap", "rapp_nap")
 
+# Sums of reconstruction scores, each standardised by its mean and std over the training split
+# (label-free statistics kept as buffers): l2 sees how much of an image is wrong, cosine which
+# way, regardless of brightness; together they rank better than either on the development
+# benchmark (docs/results.md).
+COMBINED_SCORES: dict[str, tuple[str, ...]] = {"l2_cosine": ("l2", "cosine")}
+
+
+class ScoreStandardizer(nn.Module):
+    """Mean and std of each component score over the training split, saved with the weights."""
+
+    def __init__(self, n_components: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_components))
+        self.register_buffer("std", torch.ones(n_components))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def fit(self, components: torch.Tensor) -> None:
+        """components: (N, k) training-split scores."""
+        self.mean.copy_(components.mean(dim=0))
+        self.std.copy_(components.std(dim=0).clamp_min(1e-12))
+        self.fitted.fill_(True)
+
+    def __call__(self, components: torch.Tensor) -> torch.Tensor:
+        if not bool(self.fitted):
+            raise RuntimeError("combined scores need training statistics: call calibrate() first")
+        return ((components - self.mean) / self.std).sum(dim=1)
+
 
 def metric_input(scores: torch.Tensor) -> torch.Tensor:
     """Scores mapped into [0, 1] by a strictly increasing map, in float64 (AUROC/AP unchanged).
@@ -93,7 +120,7 @@ class AnomalyModule(pl.LightningModule):
         robust: TrimmedLoss | None = None,
     ) -> None:
         super().__init__()
-        allowed = sorted([*SCORES, *FEATURE_SCORES, *self.EXTRA_SCORES])
+        allowed = sorted([*SCORES, *FEATURE_SCORES, *COMBINED_SCORES, *self.EXTRA_SCORES])
         if score not in allowed:
             raise ConfigError("model.score", score, f"one of {allowed}")
         k = rapp_components
@@ -102,6 +129,8 @@ class AnomalyModule(pl.LightningModule):
         self.net = net
         # RaPP NAP: training-set statistics of the activation differences (buffers: checkpointed).
         self.nap = rapp.NAPStatistics(rapp_components) if score == "rapp_nap" else None
+        parts = COMBINED_SCORES.get(score)
+        self.score_scaler = ScoreStandardizer(len(parts)) if parts else None
         self.rapp_from_input = bool(rapp_from_input)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -115,7 +144,7 @@ class AnomalyModule(pl.LightningModule):
         # Scores of the latest val/test batch, read by callbacks (thresholds, TensorBoard) so they
         # need no second pass over the data.
         self.last_scores: torch.Tensor | None = None
-        self._nap_fitted_at_step: int | None = None  # global step of the weights NAP was fitted on
+        self._calibrated_at_step: int | None = None  # the weights' step training stats are from
         self.train_means = EpochMeans()  # training terms and grad norm, logged at epoch end
 
     # --- what each model provides -------------------------------------------------------
@@ -160,7 +189,24 @@ class AnomalyModule(pl.LightningModule):
             if self.nap is None or not self.nap.fitted:
                 raise RuntimeError("rapp_nap needs training statistics: call fit_nap() first")
             return self.nap.score(self.rapp_differences(x))
+        if self.score_scaler is not None:
+            return self.score_scaler(self.score_components(x))
         return SCORES[self.score_name](x, self.reconstruct(x))
+
+    def score_components(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, k) the component scores a combined score standardises and sums."""
+        x_hat = self.reconstruct(x)
+        return torch.stack([SCORES[name](x, x_hat) for name in COMBINED_SCORES[self.score_name]], 1)
+
+    @torch.no_grad()
+    def fit_score_scaler(self, batches: Iterable[torch.Tensor]) -> None:
+        """Fit a combined score's statistics on training images (eval mode)."""
+        if self.score_scaler is None:
+            return
+        was_training = self.training
+        self.eval()
+        self.score_scaler.fit(torch.cat([self.score_components(x) for x in batches]))
+        self.train(was_training)
 
     # --- RaPP -------------------------------------------------------------------------------
     def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -192,14 +238,19 @@ class AnomalyModule(pl.LightningModule):
             yield datamodule.on_after_batch_transfer(batch, 0)["image"]
 
     def on_validation_start(self) -> None:
-        """NAP statistics must match the current weights: refit before an evaluation, unless
-        they were fitted at this very step (testing right after the last validation)."""
-        if self.nap is None or self.trainer.datamodule is None:
+        """Training-split statistics (NAP, combined scores) must match the current weights:
+        refit before an evaluation, unless fitted at this very step (testing right after the
+        last validation). The pass over the training split leaves the training RNG untouched."""
+        needs = self.nap is not None or self.score_scaler is not None
+        if not needs or self.trainer.datamodule is None:
             return
         step = self.trainer.global_step
-        if self._nap_fitted_at_step != step:
-            self.fit_nap(self._training_images())
-            self._nap_fitted_at_step = step
+        if self._calibrated_at_step != step:
+            devices = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                self.fit_nap(self._training_images())
+                self.fit_score_scaler(self._training_images())
+            self._calibrated_at_step = step
 
     def on_test_start(self) -> None:
         self.on_validation_start()
