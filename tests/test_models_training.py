@@ -50,6 +50,7 @@ def fit(model: AnomalyModule, x: torch.Tensor, steps: int) -> None:
             optimizer.step()
     model.eval()
     model.fit_nap([x])
+    model.fit_score_scaler([x])
 
 
 def loss_on(model: AnomalyModule, x: torch.Tensor) -> torch.Tensor:

@@ -203,11 +203,11 @@ def test_eval_threshold_override_and_other_protocol(
         "trainer=cpu",
         "data=digits",
         "data.inlier_classes=[3]",
-        "threshold=-1",
+        "threshold=-1e9",
     ]
     metrics = evaluate(compose_cfg("eval", overrides, tmp_path / "eval"))
     assert metrics["test/threshold_method"] == "fixed"
-    assert metrics["test/recall"] == 1.0  # every score is above -1
+    assert metrics["test/recall"] == 1.0  # every score is above -1e9
 
 
 def test_eval_without_ckpt_path_names_the_key(tmp_path: Path) -> None:
@@ -289,7 +289,7 @@ def test_score_fixed_threshold_and_no_overwrite(
         "--output",
         str(output),
     ]
-    assert score_main([*args, "--threshold", "-1"]) == 0
+    assert score_main([*args, "--threshold=-1e9"]) == 0
     assert {r["label"] for r in read_rows(output)} == {"1"}
     before = output.read_text()
     assert score_main(args) == 1

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LAST_CKPT = "last.ckpt"
 RNG_KEY = "robustad_rng"
+HISTORY_KEY = "robustad_history"
 # Keys that may differ between an interrupted run and its resumption: where and how fast it
 # runs, not what it computes.
 RESUME_FREE_KEYS = ("resume", "cpu_threads", "paths", "hydra", "tags")
@@ -64,11 +65,17 @@ class RunHistory(pl.Callback):
         )
         self.epochs.append(row)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epochs": [dict(row) for row in self.epochs]}
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[HISTORY_KEY] = [dict(row) for row in self.epochs]
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.epochs = [dict(row) for row in state_dict.get("epochs", [])]
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Resuming continues the history; testing a saved checkpoint (best) keeps it whole."""
+        if trainer.state.fn == "fit":
+            self.epochs = [dict(row) for row in checkpoint.get(HISTORY_KEY, [])]
 
 
 class RNGState(pl.Callback):
