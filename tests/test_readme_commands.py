@@ -12,6 +12,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -44,6 +45,19 @@ def env_without_root() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "ROBUSTAD_ROOT"}
 
 
+def run_in(folder: Path, *command: str, env: dict[str, str] | None = None) -> Any:
+    """A command as a user runs it from `folder` (no $ROBUSTAD_ROOT)."""
+    return subprocess.run(
+        list(command),
+        cwd=folder,
+        env=env or env_without_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 SWEEP_LINE = "python train.py -m data=digits seed=0,1"
 
 
@@ -51,15 +65,7 @@ def test_readme_sweep_runs_exactly_as_typed(tmp_path: Path) -> None:
     """Plain `-m`, launched from a folder of the user's: Hydra names the sweep folder itself."""
     assert SWEEP_LINE in README
     args = shlex.split(SWEEP_LINE)[2:]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=tmp_path,
-        env=env_without_root(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_in(tmp_path, sys.executable, str(REPO / "train.py"), *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
@@ -115,14 +121,8 @@ def test_every_readme_sweep_line_names_its_folder(command: str, tmp_path: Path, 
 
 
 def test_python_dash_m_robustad_trains(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "robustad", "data=digits", "debug=fdr", "hydra.run.dir=run"],
-        cwd=tmp_path,
-        env=env_without_root(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = run_in(
+        tmp_path, sys.executable, "-m", "robustad", "data=digits", "debug=fdr", "hydra.run.dir=run"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "done"
@@ -149,18 +149,8 @@ def test_wheel_ships_configs_and_runs_from_another_folder(tmp_path: Path) -> Non
     work.mkdir()
     env = {**env_without_root(), "PYTHONPATH": str(tmp_path / "site")}
     probe = "import robustad, sys; print(robustad.__file__)"
-    where = subprocess.run(
-        [sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True
-    )
+    where = run_in(work, sys.executable, "-c", probe, env=env)
     assert where.stdout.startswith(str(tmp_path / "site")), where.stdout + where.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "robustad", "data=digits", "debug=fdr"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_in(work, sys.executable, "-m", "robustad", "data=digits", "debug=fdr", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((work / "outputs" / "debug" / "runs").glob("*/metrics.json"))

@@ -6,7 +6,8 @@ depends on (score convention, metrics, schedule) lives here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytorch_lightning as pl
@@ -201,12 +202,19 @@ class AnomalyModule(pl.LightningModule):
     @torch.no_grad()
     def fit_score_scaler(self, batches: Iterable[torch.Tensor]) -> None:
         """Fit a combined score's statistics on training images (eval mode)."""
-        if self.score_scaler is None:
-            return
+        if self.score_scaler is not None:
+            with self.evaluating():
+                self.score_scaler.fit(torch.cat([self.score_components(x) for x in batches]))
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (batch norm on running statistics) for a pass, then the mode as it was."""
         was_training = self.training
         self.eval()
-        self.score_scaler.fit(torch.cat([self.score_components(x) for x in batches]))
-        self.train(was_training)
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     # --- RaPP -------------------------------------------------------------------------------
     def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -223,12 +231,9 @@ class AnomalyModule(pl.LightningModule):
     @torch.no_grad()
     def fit_nap(self, batches: Iterable[torch.Tensor]) -> None:
         """Fit NAP's statistics on training images (eval mode: batch norm uses running stats)."""
-        if self.nap is None:
-            return
-        was_training = self.training
-        self.eval()
-        self.nap.fit_batches(self.rapp_differences(x) for x in batches)
-        self.train(was_training)
+        if self.nap is not None:
+            with self.evaluating():
+                self.nap.fit_batches(self.rapp_differences(x) for x in batches)
 
     def _training_images(self) -> Iterable[torch.Tensor]:
         """The datamodule's training images, transferred and converted as in a training step."""
