@@ -10,6 +10,7 @@ from conftest import make_datamodule, write_mnist_like
 
 from robustad.data import ContaminatedDataModule
 from robustad.data.sources import load_mnist
+from robustad.errors import ConfigError
 
 
 def make_dm(data_dir: Path, **overrides) -> ContaminatedDataModule:
@@ -80,3 +81,26 @@ def test_batches_are_float_images_in_unit_range(mnist_dir: Path) -> None:
     batch = dm.on_after_batch_transfer(batch, 0)
     assert batch["image"].shape == (5, 1, 28, 28) and batch["image"].dtype == torch.float32
     assert batch["image"].min() >= 0.0 and batch["image"].max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        # 24 training inliers at c = 0.95 need 456 outliers; 216 of the other classes remain.
+        (dict(contamination=0.95), r"data\.contamination.*456 training outliers.*at most 216"),
+        (
+            dict(contamination=0.1, eval_contamination=0.95),
+            r"data\.eval_contamination.*validation outliers.*at most 54",
+        ),
+        # Corrupted inliers: 0.99 of 24 training images would leave none clean.
+        (
+            dict(contamination=0.99, outlier_source="corruption", corruptions=["fog"]),
+            r"data\.contamination.*0\.99.*leaves some inliers in the training split",
+        ),
+    ],
+)
+def test_more_outliers_than_exist_is_refused_with_the_counts(
+    mnist_dir: Path, overrides: dict, pattern: str
+) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        make_dm(mnist_dir, **overrides)

@@ -147,16 +147,97 @@ def test_null_corruptions_means_all_of_them() -> None:
     assert dm.corruptions == list(CORRUPTIONS)
 
 
-def test_fewer_outliers_than_corruptions_skips_the_idle_ones(digits_like: torch.Tensor) -> None:
-    """Three images, every corruption mixed: most corruptions get no image and are skipped."""
-    names = sorted(CORRUPTIONS)
-    images = digits_like[:3]
-    out, which = corrupt(images, names, 3, torch.Generator().manual_seed(0))
-    assert out.shape == images.shape and len(set(which.tolist())) == 3
-
-
 def test_all_corruptions_on_a_tiny_split_train_end_to_end(make_cfg) -> None:
     from robustad.train import train
 
     cfg = make_cfg(["data=digits", "data.outlier_source=corruption", "debug=fdr", "logger=csv"])
     assert train(cfg)["status"] == "done"
+
+
+def test_no_corruption_is_called_with_an_empty_group(
+    digits_like: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every corruption mixed over 0, 1 and 3 images: the idle ones are skipped, not called."""
+    from robustad.data import corruptions
+
+    sizes: list[int] = []
+
+    def recording(fn):
+        def wrapped(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
+            sizes.append(len(x))
+            return fn(x, severity, g)
+
+        return wrapped
+
+    for name, fn in list(CORRUPTIONS.items()):
+        monkeypatch.setitem(corruptions.CORRUPTIONS, name, recording(fn))
+    for n in (0, 1, 3):
+        out, which = corrupt(digits_like[:n], list(CORRUPTIONS), 3, torch.Generator())
+        assert out.shape == (n, 28, 28) and len(which) == n
+    assert sizes == [1] * 4 and 0 not in sizes
+
+
+def test_idle_corruptions_are_drawn_at_random(digits_like: torch.Tensor) -> None:
+    """With fewer images than corruptions the used ones vary with the seed, late names too."""
+    used = set()
+    for seed in range(10):
+        _, which = corrupt(
+            digits_like[:3], list(CORRUPTIONS), 1, torch.Generator().manual_seed(seed)
+        )
+        assert len(set(which.tolist())) == 3
+        used |= set(which.tolist())
+    assert max(used) >= len(CORRUPTIONS) - 6 and min(used) < 6
+
+
+def test_few_outliers_with_every_corruption_mixed_set_up() -> None:
+    """sklearn's digits, all 18 corruptions: most splits have fewer outliers than corruptions."""
+    dm = ContaminatedDataModule(
+        dataset="digits",
+        image_shape=(1, 8, 8),
+        outlier_source="corruption",
+        corruptions=None,
+        contamination=0.05,
+        val_fraction=0.2,
+    )
+    dm.setup("fit")
+    for name in ("train", "val", "test"):
+        details = dm.split_details[name]
+        assert 0 < details["outliers"] < len(CORRUPTIONS)
+        assert sum(details["corruptions"].values()) == details["outliers"]
+
+
+def test_contrast_is_mnist_c_formula() -> None:
+    """MNIST-C: (x - mean) * c + mean, the mean taken per image; c = 0.2 at severity 3."""
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    mean = x.mean((1, 2, 3), keepdim=True)
+    assert torch.allclose(CORRUPTIONS["contrast"](x, 3, torch.Generator()), (x - mean) * 0.2 + mean)
+
+
+def test_fog_is_a_unit_haze_added_then_rescaled_like_mnist_c() -> None:
+    """MNIST-C: (x + s * field) * max / (max + s), field in [0, 1]; s = 2.5 at severity 3."""
+    x = torch.from_numpy(synthetic_images(np.arange(4))).unsqueeze(1).float() / 255.0
+    out = CORRUPTIONS["fog"](x, 3, torch.Generator().manual_seed(0))
+    peak = x.amax((1, 2, 3), keepdim=True)
+    field = (out * (peak + 2.5) / peak - x) / 2.5
+    assert torch.allclose(field.amin((1, 2, 3)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(field.amax((1, 2, 3)), torch.ones(4), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        (dict(severity=2.5), r"data\.severity.*2\.5.*integer"),
+        (dict(severity=3.0), r"data\.severity.*3\.0"),
+        (dict(severity=True), r"data\.severity.*True"),
+        (dict(corruptions=5), r"data\.corruptions.*5.*null for all"),
+        (dict(corruptions=[1]), r"data\.corruptions.*\[1\]"),
+        (dict(outlier_source="classes", corruptions=None, severity=9), r"data\.severity.*9"),
+    ],
+)
+def test_bad_severity_and_corruption_types(overrides: dict, pattern: str) -> None:
+    kwargs = dict(
+        dataset="mnist", inlier_classes=[4], outlier_source="corruption", corruptions=["fog"]
+    )
+    kwargs.update(overrides)
+    with pytest.raises(ConfigError, match=pattern):
+        ContaminatedDataModule(**kwargs)

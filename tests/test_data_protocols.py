@@ -173,6 +173,38 @@ def test_sampling_follows_data_seed_not_training_seed(mnist_dir: Path, protocol:
             dict(corruptions=["fog"]),
             r"data\.corruptions.*null unless data\.outlier_source=corruption",
         ),
+        # Types and ranges: nothing is coerced (1.5 silently run as 1).
+        (dict(batch_size=1.5), r"data\.batch_size.*1\.5.*integer >= 1"),
+        (dict(batch_size="abc"), r"data\.batch_size.*'abc'.*integer >= 1"),
+        (dict(batch_size=True), r"data\.batch_size.*True"),
+        (dict(batch_size=0), r"data\.batch_size.*0"),
+        (dict(eval_batch_size=2.0), r"data\.eval_batch_size.*2\.0"),
+        (dict(num_workers=-1), r"data\.num_workers.*-1.*integer >= 0"),
+        (dict(num_workers="2"), r"data\.num_workers.*'2'"),
+        (dict(seed=1.5), r"data\.seed.*1\.5"),
+        (dict(seed="abc"), r"data\.seed.*'abc'"),
+        (dict(val_fraction=0.0), r"data\.val_fraction.*0\.0.*0 < value < 1"),
+        (dict(val_fraction=1), r"data\.val_fraction.*1"),
+        (dict(val_fraction="abc"), r"data\.val_fraction.*'abc'"),
+        (dict(val_fraction=True), r"data\.val_fraction.*True"),
+        (dict(val_fraction=float("nan")), r"data\.val_fraction.*nan"),
+        (dict(download="yes"), r"data\.download.*'yes'.*true or false"),
+        (dict(image_shape=[28, 28]), r"data\.image_shape.*\[28, 28\].*channels"),
+        (dict(image_shape="abc"), r"data\.image_shape.*'abc'"),
+        (dict(image_shape=[1, 28.5, 28]), r"data\.image_shape"),
+        (dict(dataset=["mnist"]), r"data\.dataset.*\['mnist'\].*digits"),
+        (dict(data_dir=""), r"data\.data_dir.*''.*folder"),
+        (dict(data_dir=3), r"data\.data_dir.*3.*folder"),
+        (dict(inlier_classes="abc"), r"data\.inlier_classes.*'abc'.*class ids 0\.\.9"),
+        (dict(inlier_classes=1.5), r"data\.inlier_classes.*1\.5.*a list of class ids"),
+        (dict(inlier_classes={"a": 1}), r"data\.inlier_classes.*\{'a': 1\}"),
+        (dict(inlier_classes=[]), r"data\.inlier_classes.*\[\].*non-empty"),
+        (dict(inlier_classes=None, outlier_classes=[]), r"data\.outlier_classes.*non-empty"),
+        (dict(inlier_classes=[True]), r"data\.inlier_classes.*\[True\]"),
+        (dict(inlier_classes=list(range(10))), r"data\.outlier_classes.*non-empty pool"),
+        (dict(contamination="abc"), r"data\.contamination.*'abc'"),
+        (dict(eval_contamination=1.5), r"data\.eval_contamination.*1\.5"),
+        (dict(contamination=None, outlier_ratio=float("inf")), r"data\.outlier_ratio.*inf"),
     ],
 )
 def test_bad_input_is_a_config_error_at_construction(overrides: dict, pattern: str) -> None:
@@ -180,6 +212,114 @@ def test_bad_input_is_a_config_error_at_construction(overrides: dict, pattern: s
     kwargs.update(overrides)
     with pytest.raises(ConfigError, match=pattern):
         ContaminatedDataModule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("classes", "pattern"),
+    [
+        # The default inlier_classes: [4] would make nine classes novel.
+        (
+            dict(),
+            r"data\.outlier_classes.*None.*exactly one novel class.*"
+            r"data\.outlier_classes=\[k\] data\.inlier_classes=null.*makes 9 classes novel",
+        ),
+        (dict(inlier_classes=None), r"data\.outlier_classes.*None.*both are null"),
+        (dict(inlier_classes=None, outlier_classes=[3, 5]), r"\[3, 5\].*makes 2 classes novel"),
+    ],
+)
+def test_multimodal_needs_one_novel_class(classes: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        ContaminatedDataModule(protocol="multimodal", **classes)
+
+
+def test_multimodal_accepts_any_selection_with_one_novel_class() -> None:
+    every_other = ContaminatedDataModule(
+        protocol="multimodal", inlier_classes=[0, 1, 2, 4, 5, 6, 7, 8, 9]
+    )
+    assert (every_other.inlier_classes, every_other.outlier_classes) == (
+        [0, 1, 2, 4, 5, 6, 7, 8, 9],
+        [3],
+    )
+    named = ContaminatedDataModule(protocol="multimodal", inlier_classes=None, outlier_classes="3")
+    assert named.outlier_classes == [3] and len(named.inlier_classes) == 9
+
+
+def test_unimodal_needs_one_normal_class() -> None:
+    assert ContaminatedDataModule(protocol="unimodal").inlier_classes == [4]  # the default
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.inlier_classes.*\[3, 4\].*exactly one normal class.*"
+        r"data\.inlier_classes=\[k\] data\.outlier_classes=null.*makes 2 classes normal",
+    ):
+        ContaminatedDataModule(protocol="unimodal", inlier_classes=[3, 4])
+    with pytest.raises(ConfigError, match=r"data\.inlier_classes.*None.*makes 9 classes normal"):
+        ContaminatedDataModule(protocol="unimodal", inlier_classes=None, outlier_classes=[3])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "classes", "pattern"),
+    [
+        ("digits", dict(inlier_classes=[10]), r"data\.inlier_classes.*\[10\].*0\.\.9.*digits"),
+        ("fashion_mnist", dict(inlier_classes=["sneaker", "Boot"]), r"\['Boot'\].*'T-shirt/top'"),
+        (
+            "fashion_mnist",
+            dict(inlier_classes=["Sneaker"], outlier_classes=[7, 9]),
+            r"data\.outlier_classes.*disjoint.*\[7\]",
+        ),
+        ("emnist", dict(inlier_classes=["!"]), r"data\.inlier_classes.*'!'.*0\.\.61.*emnist"),
+        ("emnist", dict(inlier_classes=[62]), r"data\.inlier_classes.*\[62\].*0\.\.61"),
+        ("emnist", dict(emnist_split="letters", inlier_classes=[27]), r"\[27\].*0\.\.26"),
+        ("emnist", dict(inlier_classes=["A"], outlier_classes=[]), r"data\.outlier_classes.*\[\]"),
+    ],
+)
+def test_classes_are_checked_against_the_dataset(dataset: str, classes: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        ContaminatedDataModule(dataset=dataset, **classes)
+
+
+@pytest.mark.parametrize(
+    ("val_fraction", "sizes"),
+    [
+        (0.999, r"of 30 inliers it puts 30 in validation and 0 in training"),
+        (0.97, r"puts 29 in validation and 1 in training"),
+        (0.01, r"puts 0 in validation and 30 in training"),
+    ],
+)
+def test_val_fraction_must_leave_training_and_validation_images(
+    mnist_dir: Path, val_fraction: float, sizes: str
+) -> None:
+    dm = ContaminatedDataModule(data_dir=str(mnist_dir), download=False, val_fraction=val_fraction)
+    with pytest.raises(ConfigError, match=rf"data\.val_fraction.*{val_fraction}.*{sizes}"):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        (
+            dict(contamination=0.01),
+            r"data\.eval_contamination.*same as data\.contamination=0\.01"
+            r".*test split at least one outlier.*12 inliers",
+        ),
+        (dict(contamination=0.0, eval_contamination=0.03), r"data\.eval_contamination.*0\.03"),
+        (dict(protocol="transductive", contamination=0.02), r"data\.contamination.*transductive"),
+        (dict(contamination=0.04, outlier_source="corruption"), r"test split.*12 inliers"),
+    ],
+)
+def test_scored_splits_without_outliers_are_refused(
+    mnist_dir: Path, overrides: dict, pattern: str
+) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        make_dm(mnist_dir, **overrides)
+
+
+def test_validation_without_outliers_is_only_a_warning(
+    mnist_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Validation only monitors (the test split is what is reported): training may go on."""
+    dm = make_dm(mnist_dir, contamination=0.1, val_fraction=0.1)
+    assert dm.split_sizes["val"] == {"n": 3, "outliers": 0}
+    assert "validation split's 3 inliers get 0 outliers" in caplog.text
 
 
 def test_ratio_asking_for_more_outliers_than_exist_says_how_many(mnist_dir: Path) -> None:

@@ -42,6 +42,7 @@ def test_emnist_class_names_are_case_sensitive_where_the_split_is(emnist_dir: Pa
         download=False,
         contamination=0.0,
         eval_contamination=0.5,
+        val_fraction=0.25,  # 4 training images per class: one of them validates
     )
     byclass = ContaminatedDataModule(**common, inlier_classes=["A", "a"])
     assert byclass.inlier_classes == [10, 36]
@@ -85,6 +86,23 @@ def test_class_names_work_from_the_command_line(make_cfg, fashion_dir: Path) -> 
         ).data
     )
     assert (dm.inlier_classes, dm.outlier_classes) == ([7], [5, 9])
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("data.batch_size=abc", r"data\.batch_size.*'abc'.*integer >= 1"),
+        ("data.batch_size=1.5", r"data\.batch_size.*1\.5"),
+        ("data.inlier_classes=abc", r"data\.inlier_classes.*'abc'.*class ids 0\.\.9"),
+        ("data.severity=2.5", r"data\.severity.*2\.5"),
+        ("data.download=maybe", r"data\.download.*'maybe'"),
+    ],
+)
+def test_command_line_type_errors_name_the_key(make_cfg, override: str, pattern: str) -> None:
+    from robustad.runs import build
+
+    with pytest.raises(ConfigError, match=pattern):
+        build(make_cfg(["data=digits", override]).data)
 
 
 def test_unknown_class_name_lists_the_names() -> None:
@@ -192,6 +210,78 @@ def test_labels_and_images_of_different_length_name_the_files(tmp_path: Path) ->
         load_fashion_mnist(tmp_path, download=False)
 
 
+def test_flipped_bytes_in_a_gzip_file_are_reported_as_corrupt(tmp_path: Path) -> None:
+    """A damaged deflate block (zlib.error, or a CRC / length error) names the file, once."""
+    from robustad.data.idx import read_idx, write_idx
+
+    target = write_idx(
+        tmp_path / "images.gz",
+        np.random.default_rng(0).integers(0, 255, (50, 28, 28), dtype=np.uint8),
+    )
+    blob = bytearray(target.read_bytes())
+    middle = len(blob) // 2
+    blob[middle : middle + 32] = bytes(b ^ 0xFF for b in blob[middle : middle + 32])
+    target.write_bytes(bytes(blob))
+    with pytest.raises(CorruptDataError, match=rf"{target}"):
+        read_idx(target)
+
+
+def test_two_dimensional_labels_say_labels_must_be_1d(tmp_path: Path) -> None:
+    folder = tmp_path / "fashion-mnist"
+    _fashion_at(folder, [0, 1])
+    from robustad.data.idx import write_idx
+
+    target = write_idx(
+        folder / (MNIST_FILES["train_labels"] + ".gz"), np.zeros((4, 1), dtype=np.uint8)
+    )
+    with pytest.raises(CorruptDataError, match=rf"{target}: labels must be .*1-D.*shape \(4, 1\)"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def test_data_dir_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "mnist.tar"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match=rf"data\.data_dir.*{path}.*this is a file"):
+        ContaminatedDataModule(data_dir=str(path))
+
+
+def test_empty_data_dir_lists_where_it_looked(tmp_path: Path, system_datasets: Path) -> None:
+    dm = ContaminatedDataModule(data_dir=str(tmp_path), download=False)
+    with pytest.raises(DataNotFoundError, match=rf"(?s)MNIST not found.*- {tmp_path}/MNIST/raw\n"):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        (sources.load_mnist, ["data.data_dir=<the folder holding MNIST/raw>", "data=digits"]),
+        (
+            load_fashion_mnist,
+            [
+                "apt-get install dataset-fashion-mnist",
+                "data.data_dir=<the folder holding FashionMNIST/raw>",
+            ],
+        ),
+        (
+            load_emnist,
+            ["emnist-byclass-", "data.data_dir=<the folder holding emnist>", "data=digits"],
+        ),
+    ],
+)
+def test_the_fix_never_suggests_a_place_that_was_searched(
+    tmp_path: Path, system_datasets: Path, load, expected: list[str]
+) -> None:
+    with pytest.raises(DataNotFoundError) as info:
+        load(tmp_path, download=False)
+    listing, fix = str(info.value).split("Fix:")
+    assert all(part in fix for part in expected)
+    searched = [
+        line.removeprefix("  - ") for line in listing.splitlines() if line.startswith("  - /")
+    ]
+    assert searched and not any(place in fix for place in searched)
+    assert "data.download=true" in fix
+
+
 def test_failed_download_leaves_no_empty_folders(tmp_path: Path, monkeypatch) -> None:
     """torchvision makes <root>/MNIST/raw before it fails offline: those folders are removed."""
     import torchvision
@@ -207,3 +297,24 @@ def test_failed_download_leaves_no_empty_folders(tmp_path: Path, monkeypatch) ->
     assert not data_dir.exists()
     fix = str(info.value).split("Fix:")[1]
     assert "data.data_dir" in fix and "data=digits" in fix
+
+
+def test_failed_download_removes_only_the_folders_it_made(tmp_path: Path, monkeypatch) -> None:
+    """EMNIST into a data_dir that exists (kept, with its own empty EMNIST/ folder): only the
+    raw/ folder the attempt made goes; the Fix then offers no download as if it could work."""
+    import torchvision
+
+    def offline(root: str, train: bool, download: bool, split: str) -> None:
+        (Path(root) / "EMNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "EMNIST", offline)
+    (tmp_path / "EMNIST").mkdir()
+    with pytest.raises(DataNotFoundError, match="no network") as info:
+        load_emnist(tmp_path, download=True, split="letters")
+    assert [p.name for p in tmp_path.rglob("*")] == ["EMNIST"]
+    assert "where the download works" in str(info.value).split("Fix:")[1]
+    nested = tmp_path / "new" / "deeper"
+    with pytest.raises(DataNotFoundError):
+        load_emnist(nested, download=True, split="letters")
+    assert not (tmp_path / "new").exists()

@@ -35,7 +35,11 @@ def resolve_classes(key: str, classes: Any, names: Sequence[str], dataset: str) 
     """Map ids and names to sorted unique ids; None stays None ("every other class")."""
     if classes is None:
         return None
-    items = [classes] if isinstance(classes, int | str) else list(classes)
+    if isinstance(classes, int | str):
+        classes = [classes]
+    elif not isinstance(classes, Sequence):  # e.g. 1.5 or a mapping: neither an id nor a list
+        raise ConfigError(key, classes, f"a list of {_allowed(names, dataset)}, or null")
+    items = list(classes)
     ids = [_one(item, names) for item in items]
     bad = [item for item, i in zip(items, ids, strict=True) if i is None]
     if bad:

@@ -15,12 +15,15 @@ no image appears both clean and corrupted.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from robustad.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("inductive", "transductive", "unimodal", "multimodal")
 
@@ -48,6 +51,7 @@ class Amount:
     key: str  # the config key that set it, named in errors
     kind: str  # "fraction" | "ratio" | "all"
     value: float = 0.0
+    setting: object = None  # the value of `key` shown in errors, when it is not `value`
 
     def outliers_for(self, n_inliers: int, pool: int) -> int:
         if self.kind == "all":
@@ -65,6 +69,10 @@ class Amount:
     @property
     def is_zero(self) -> bool:
         return self.kind != "all" and self.value == 0.0
+
+    @property
+    def shown(self) -> object:
+        return self.value if self.setting is None else self.setting
 
 
 def check_contamination(key: str, value: float) -> float:
@@ -114,7 +122,7 @@ def divide(pool: torch.Tensor, amount: Amount, what: str) -> tuple[torch.Tensor,
     n_out = round(amount.share() * len(pool))
     if n_out >= len(pool) and len(pool) > 0:
         raise ConfigError(
-            amount.key, amount.value, f"a share that leaves some inliers in the {what} split"
+            amount.key, amount.shown, f"a share that leaves some inliers in the {what} split"
         )
     return pool[: len(pool) - n_out], pool[len(pool) - n_out :]
 
@@ -129,6 +137,18 @@ def assemble(
     )
     order = torch.randperm(len(indices), generator=generator)
     return Split(source, indices[order], is_outlier[order])
+
+
+def _require_outliers(split: Split, what: str, amount: Amount) -> None:
+    """A scored split without outliers has no AUROC: refuse it before training, with its size."""
+    if split.n_outliers == 0:
+        raise ConfigError(
+            amount.key,
+            amount.shown,
+            f"an amount that gives the {what} split at least one outlier to score; it has "
+            f"{len(split)} inliers and the amount rounds to 0 outliers (raise it, or use more "
+            "inlier classes)",
+        )
 
 
 def _require_inliers(pool: torch.Tensor, source: str) -> None:
@@ -157,12 +177,13 @@ def held_out_splits(
     inliers = shuffled(class_pool(train_labels, inlier_classes), generator)
     _require_inliers(inliers, "train")
     n_val_in = round(len(inliers) * val_fraction)
-    if len(inliers) - n_val_in < 2:
+    if n_val_in < 1 or len(inliers) - n_val_in < 2:
         raise ConfigError(
             "data.val_fraction",
             val_fraction,
-            f"a fraction that leaves inliers to train on: of {len(inliers)} inliers it puts "
-            f"{n_val_in} in validation and {len(inliers) - n_val_in} in training",
+            "a fraction that leaves inliers both to validate on and (at least 2) to train on: "
+            f"of {len(inliers)} inliers it puts {n_val_in} in validation and "
+            f"{len(inliers) - n_val_in} in training",
         )
     val_in, train_in = inliers[:n_val_in], inliers[n_val_in:]
     test_in = class_pool(test_labels, inlier_classes)
@@ -197,11 +218,21 @@ def held_out_splits(
             "test outliers",
             eval_amount.key,
         )
-    return {
+    splits = {
         "train": assemble("train", train_in, train_out, generator),
         "val": assemble("train", val_in, val_out, generator),
         "test": assemble("test", test_in, test_out, generator),
     }
+    _require_outliers(splits["test"], "test", eval_amount)
+    if splits["val"].n_outliers == 0:  # only monitoring suffers; the test result stands
+        log.warning(
+            "the validation split's %d inliers get 0 outliers from %s=%s: val/auroc is "
+            "meaningless (raise data.val_fraction or the amount)",
+            len(splits["val"]),
+            eval_amount.key,
+            eval_amount.shown,
+        )
+    return splits
 
 
 def transductive_split(
@@ -221,4 +252,6 @@ def transductive_split(
         pool = class_pool(test_labels, outlier_classes)
         n = amount.outliers_for(len(inliers), len(pool))
         outliers = draw(pool, n, generator, "outliers", amount.key)
-    return assemble("test", inliers, outliers, generator)
+    split = assemble("test", inliers, outliers, generator)
+    _require_outliers(split, "transductive", amount)
+    return split

@@ -6,6 +6,17 @@ and scaled to other sizes. MNIST-C's line-type corruptions have no severity; her
 number of lines (1 = MNIST-C), and `stripe` / `canny_edges` grow in width / strength
 (severity 4 / 5 = MNIST-C). Torchvision's functional transforms do the resampling and blurring;
 every random draw comes from the generator passed in, so outliers are fixed by the sampling seed.
+
+`contrast` and `fog` can score below chance with a reconstruction score, and that is the data, not
+a bug: both follow MNIST-C's formulas (contrast: (x - mean) * c + mean per image, numerically
+equal to MNIST-C's; fog: x + s * field in [0, 1], then * max / (max + s)) and both shrink the
+digit, the part an autoencoder gets wrong, to c (0.4 .. 0.05) or 1 / (1 + s) (0.4 .. 0.25) of its
+contrast. Contrast-damaged digits are easier to reconstruct than clean ones even for a model
+trained on clean images. Fog adds a smooth haze that such a model does not know (it is then
+detected), but a training split that holds fogged images teaches the haze, and the faint digit
+beneath is then easier than a clean one. Measured on MNIST class 4 (MLP autoencoder, l2 score,
+severity 3): clean training, AUROC 1.00 for fog and 0.16 for contrast; 6 % of the training split
+corrupted, 0.49 for fog (0.01 with MNIST-C's own, smoother fog field) and 0.00 for contrast.
 """
 
 from __future__ import annotations
@@ -158,7 +169,12 @@ def stripe(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
 
 
 def fog(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
-    """A smooth random field (octaves of upsampled noise, like MNIST-C's plasma fractal) added."""
+    """A random haze added, then the image rescaled by max / (max + strength), as in MNIST-C.
+
+    The haze is octaves of upsampled noise normalised to [0, 1] per image. MNIST-C crops 28x28
+    from a 256x256 plasma fractal normalised as a whole, whose octaves fall off as decay**2: its
+    haze is smoother and spans less of [0, 1]; this rougher one is harder to learn (see above).
+    """
     strength, decay = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))[severity - 1]
     n, _, h, w = x.shape
     field = torch.zeros(n, 1, h, w)
@@ -258,21 +274,26 @@ CORRUPTIONS: dict[str, Corruption] = {
 }  # fmt: skip
 
 
-def check_corruptions(names: Sequence[str] | str | None, severity: int) -> list[str]:
-    """Validate names (null = all of them, mixed) and the severity level."""
-    chosen = (
-        list(CORRUPTIONS) if names is None else [names] if isinstance(names, str) else list(names)
-    )
-    unknown = [name for name in chosen if name not in CORRUPTIONS]
+def check_corruptions(names: Sequence[str] | str | None) -> list[str]:
+    """Validate names: null = all of them, mixed; one name or a non-empty list of them."""
+    allowed = f"a list of names from {list(CORRUPTIONS)}, or null for all"
+    if names is None:
+        return list(CORRUPTIONS)
+    if isinstance(names, str):
+        names = [names]
+    elif not isinstance(names, Sequence):
+        raise ConfigError("data.corruptions", names, allowed)
+    chosen = list(names)
+    unknown = [name for name in chosen if not isinstance(name, str) or name not in CORRUPTIONS]
     if unknown or not chosen:
-        raise ConfigError(
-            "data.corruptions",
-            unknown or chosen,
-            f"a list of names from {list(CORRUPTIONS)}, or null for all",
-        )
-    if isinstance(severity, bool) or severity not in SEVERITIES:
-        raise ConfigError("data.severity", severity, f"an integer level in {list(SEVERITIES)}")
+        raise ConfigError("data.corruptions", unknown or chosen, allowed)
     return chosen
+
+
+def check_severity(severity: object) -> None:
+    """An integer level 1..5 (a float such as 2.5 has no MNIST-C parameters)."""
+    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in SEVERITIES:
+        raise ConfigError("data.severity", severity, f"an integer level in {list(SEVERITIES)}")
 
 
 def corrupt(
@@ -284,14 +305,18 @@ def corrupt(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt uint8 images (N, H, W); the corruptions are spread evenly, in seeded random order.
 
-    Returns the corrupted uint8 images and, per image, the index into `names` it received.
+    Counts differ by at most one; which corruptions get the extra image is drawn too, so with
+    fewer images than corruptions a random subset is used, not always the first names. A
+    corruption handed no image is skipped: the batched ops (grouped convolutions) refuse empty
+    input. Returns the corrupted uint8 images and, per image, the index into `names` it received.
     """
     n = len(images)
-    which = (torch.arange(n) % len(names))[torch.randperm(n, generator=generator)]
+    rank = torch.randperm(len(names), generator=generator)
+    which = rank[torch.arange(n) % len(names)][torch.randperm(n, generator=generator)]
     out = images.clone()
     for i, name in enumerate(names):
         rows = torch.nonzero(which == i, as_tuple=True)[0]
-        if len(rows) == 0:  # fewer outliers than corruptions: this one is handed none
+        if len(rows) == 0:
             continue
         for part in rows.split(chunk):
             x = images[part].unsqueeze(1).float().div_(255.0)

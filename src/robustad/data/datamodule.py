@@ -27,9 +27,10 @@ from robustad.data.contamination import (
     held_out_splits,
     transductive_split,
 )
-from robustad.data.corruptions import check_corruptions, corrupt
+from robustad.data.corruptions import check_corruptions, check_severity, corrupt
 from robustad.data.sources import EMNIST_SPLITS, SOURCES, ImageSet
 from robustad.errors import ConfigError
+from robustad.validation import int_at_least, is_int, is_number, require
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +90,68 @@ class IndexBatches(Sampler[torch.Tensor]):
         return math.ceil(self.n / self.batch_size)
 
 
-def check_loader_values(
-    batch_size: Any, eval_batch_size: Any, num_workers: Any, val_fraction: Any, seed: Any
+def check_settings(
+    dataset: Any,
+    emnist_split: Any,
+    protocol: Any,
+    outlier_source: Any,
+    data_dir: Any,
+    download: Any,
+    image_shape: Any,
+    val_fraction: Any,
+    batch_size: Any,
+    eval_batch_size: Any,
+    num_workers: Any,
+    seed: Any,
+    severity: Any,
 ) -> None:
-    """Types and ranges of the loader settings: a fractional or textual batch size must not be
-    silently truncated (the saved config would say one thing and the run do another)."""
+    """Every plain data setting, typed and ranged before anything is read or trained.
 
-    def integer(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+    Nothing is coerced: a batch size of 1.5 silently run as 1 would leave the saved config
+    saying one thing and the run doing another. Classes, outlier amounts and corruption names
+    are checked against each other by the data module; sizes that depend on the data
+    (enough images for validation and outliers) at setup, still before training.
+    """
 
+    def one_of(key: str, value: Any, choices: Sequence[str]) -> None:
+        require(key, value, isinstance(value, str) and value in choices, f"one of {list(choices)}")
+
+    one_of("data.dataset", dataset, sorted(SOURCES))
+    one_of("data.emnist_split", emnist_split, EMNIST_SPLITS)
+    one_of("data.protocol", protocol, PROTOCOLS)
+    one_of("data.outlier_source", outlier_source, OUTLIER_SOURCES)
+    require("data.download", download, isinstance(download, bool), "true or false")
+    require(
+        "data.data_dir",
+        data_dir,
+        isinstance(data_dir, str | Path) and bool(str(data_dir)),
+        "a folder path",
+    )
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise ConfigError(
+            "data.data_dir", str(data_dir), "a folder (holding e.g. MNIST/raw); this is a file"
+        )
+    shape_ok = (
+        isinstance(image_shape, Sequence)
+        and not isinstance(image_shape, str)
+        and len(image_shape) == 3
+        and all(is_int(n) and n >= 1 for n in image_shape)
+    )
+    require("data.image_shape", image_shape, shape_ok, "[channels, height, width], integers >= 1")
     for key, value, low in (
         ("data.batch_size", batch_size, 1),
         ("data.eval_batch_size", eval_batch_size, 1),
         ("data.num_workers", num_workers, 0),
         ("data.seed", seed, 0),
     ):
-        if not integer(value) or value < low:
-            raise ConfigError(key, value, f"an integer >= {low}")
-    if (
-        not isinstance(val_fraction, int | float)
-        or isinstance(val_fraction, bool)
-        or not 0.0 < val_fraction < 1.0
-    ):
-        raise ConfigError("data.val_fraction", val_fraction, "a fraction with 0 < value < 1")
+        int_at_least(key, value, low)
+    require(
+        "data.val_fraction",
+        val_fraction,
+        is_number(val_fraction) and 0.0 < val_fraction < 1.0,
+        "a fraction with 0 < value < 1 (of the training split's images, held out for validation)",
+    )
+    check_severity(severity)
 
 
 class ContaminatedDataModule(pl.LightningDataModule):
@@ -144,35 +184,17 @@ class ContaminatedDataModule(pl.LightningDataModule):
         emnist_split: str = "byclass",
     ) -> None:
         super().__init__()
-        if dataset not in SOURCES:
-            raise ConfigError("data.dataset", dataset, f"one of {sorted(SOURCES)}")
-        if emnist_split not in EMNIST_SPLITS:
-            raise ConfigError("data.emnist_split", emnist_split, f"one of {list(EMNIST_SPLITS)}")
-        if protocol not in PROTOCOLS:
-            raise ConfigError("data.protocol", protocol, f"one of {list(PROTOCOLS)}")
-        if outlier_source not in OUTLIER_SOURCES:
-            raise ConfigError(
-                "data.outlier_source", outlier_source, f"one of {list(OUTLIER_SOURCES)}"
-            )
-        check_loader_values(batch_size, eval_batch_size, num_workers, val_fraction, seed)
-        if not isinstance(data_dir, str | Path) or not str(data_dir):
-            raise ConfigError("data.data_dir", data_dir, "a folder path")
+        check_settings(
+            dataset=dataset, emnist_split=emnist_split, protocol=protocol,
+            outlier_source=outlier_source, data_dir=data_dir, download=download,
+            image_shape=image_shape, val_fraction=val_fraction, batch_size=batch_size,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed, severity=severity,
+        )  # fmt: skip
         self.dataset, self.emnist_split, self.protocol = dataset, emnist_split, protocol
         self.outlier_source = outlier_source
         self.data_dir = Path(data_dir)
-        if self.data_dir.exists() and not self.data_dir.is_dir():
-            raise ConfigError(
-                "data.data_dir", str(data_dir), "a folder (holding e.g. MNIST/raw); this is a file"
-            )
-        self.image_shape = tuple(int(n) for n in image_shape)
+        self.image_shape = tuple(image_shape)
         self.class_names = SOURCES[dataset].class_names(emnist_split)
-        if protocol == "multimodal" and outlier_source == "classes" and outlier_classes is None:
-            raise ConfigError(
-                "data.outlier_classes",
-                None,
-                "the novel class with data.protocol=multimodal, e.g. data.outlier_classes=[3] "
-                "data.inlier_classes=null (every other class is normal)",
-            )
         self._select_classes(inlier_classes, outlier_classes)
         self.train_amount, self.eval_amount = self._amounts(
             contamination, outlier_ratio, eval_contamination
@@ -180,21 +202,14 @@ class ContaminatedDataModule(pl.LightningDataModule):
         self.corruptions: list[str] = []
         self.severity = severity
         if outlier_source == "corruption":
-            if protocol == "multimodal":
-                raise ConfigError(
-                    "data.outlier_source",
-                    outlier_source,
-                    "`classes` with data.protocol=multimodal (one class is novel)",
-                )
-            self.corruptions = check_corruptions(corruptions, severity)
-            self.severity = int(severity)
+            self.corruptions = check_corruptions(corruptions)
         elif corruptions is not None:
             raise ConfigError(
                 "data.corruptions", corruptions, "null unless data.outlier_source=corruption"
             )
-        self.val_fraction = val_fraction
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.num_workers, self.seed, self.download = int(num_workers), int(seed), download
+        self.val_fraction, self.seed, self.download = val_fraction, seed, download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers = num_workers
         self.splits: dict[str, IndexedImages] = {}
         self.plan: dict[str, Split] = {}  # which source images each split holds, for inspection
         self.split_sizes: dict[str, dict[str, int]] = {}
@@ -203,10 +218,17 @@ class ContaminatedDataModule(pl.LightningDataModule):
 
     # --- configuration checks (no data read) ----------------------------------------------
     def _select_classes(self, inlier_classes: Any, outlier_classes: Any) -> None:
+        """Resolve both class lists, then check them against the outlier source and protocol."""
         names, dataset = self.class_names, self.dataset
         inliers = resolve_classes("data.inlier_classes", inlier_classes, names, dataset)
         outliers = resolve_classes("data.outlier_classes", outlier_classes, names, dataset)
         if self.outlier_source == "corruption":
+            if self.protocol == "multimodal":
+                raise ConfigError(
+                    "data.outlier_source",
+                    self.outlier_source,
+                    "`classes` with data.protocol=multimodal (one class is novel)",
+                )
             if outliers is not None:
                 raise ConfigError(
                     "data.outlier_classes",
@@ -220,10 +242,36 @@ class ContaminatedDataModule(pl.LightningDataModule):
                     "a list of classes (the images to keep and corrupt)",
                 )
             self.inlier_classes, self.outlier_classes = inliers, None
+        elif self.protocol == "multimodal" and inliers is None and outliers is None:
+            raise self._not_one_class("outlier", outlier_classes, None)
         else:
             self.inlier_classes, self.outlier_classes = complete_selection(
                 inliers, outliers, len(names)
             )
+        if self.protocol == "unimodal" and len(self.inlier_classes) != 1:
+            raise self._not_one_class("inlier", inlier_classes, self.inlier_classes)
+        if self.protocol == "multimodal" and len(self.outlier_classes or ()) != 1:
+            raise self._not_one_class("outlier", outlier_classes, self.outlier_classes)
+
+    def _not_one_class(self, side: str, given: Any, selected: list[int] | None) -> ConfigError:
+        """RaPP's protocols fix one side to a single class: unimodal one normal class (every
+        other class novel), multimodal one novel class (every other class normal). A default
+        left on the other side (inlier_classes: [4]) would otherwise give a meaningless split."""
+        if side == "inlier":
+            other, protocol, role, rest = "outlier", "unimodal", "normal", "novel"
+        else:
+            other, protocol, role, rest = "inlier", "multimodal", "novel", "normal"
+        if selected is None:
+            got = "both are null"
+        else:
+            shown = ", ".join(self.class_names[c] for c in selected[:12])
+            got = f"this selection makes {len(selected)} classes {role} ({shown})"
+        return ConfigError(
+            f"data.{side}_classes",
+            given,
+            f"exactly one {role} class with data.protocol={protocol}: data.{side}_classes=[k] "
+            f"data.{other}_classes=null (every other class is {rest}); {got}",
+        )
 
     def _amounts(
         self,
@@ -250,7 +298,12 @@ class ContaminatedDataModule(pl.LightningDataModule):
                 "fraction",
                 check_contamination("data.contamination", contamination),
             )
-            same = Amount("data.eval_contamination", "fraction", train.value)
+            same = Amount(
+                "data.eval_contamination",
+                "fraction",
+                train.value,
+                setting=f"null, the same as data.contamination={train.value}",
+            )
         else:
             train = Amount(
                 "data.outlier_ratio", "ratio", check_ratio("data.outlier_ratio", outlier_ratio)
@@ -271,9 +324,9 @@ class ContaminatedDataModule(pl.LightningDataModule):
                 )
             return train, train
         if self.protocol == "unimodal":
-            return train, Amount("data.protocol", "ratio", 1.0)
+            return train, Amount("data.protocol", "ratio", 1.0, setting=self.protocol)
         if self.protocol == "multimodal":
-            return train, Amount("data.protocol", "all")
+            return train, Amount("data.protocol", "all", setting=self.protocol)
         if eval_contamination is None:
             evaluation = same
         else:

@@ -29,7 +29,9 @@ def _read_bytes(path: Path) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:  # truncated, non-gzip or corrupt deflate data
-        raise CorruptDataError(f"cannot read IDX file {path}: {exc}") from exc
+        raise CorruptDataError(
+            f"cannot read IDX file {path}: {exc} (corrupt or truncated; replace the file)"
+        ) from exc
 
 
 def read_idx(path: str | Path) -> np.ndarray:

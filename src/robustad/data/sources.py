@@ -84,7 +84,7 @@ class IdxLayout:
     system_name: str  # SYSTEM_DATASET_DIR / system_name
     torchvision_name: str
     torchvision_kwargs: dict[str, str]
-    how_to_supply: str
+    how_to_supply: str  # the first fix offered when no files are found
 
 
 def find_idx_files(
@@ -137,16 +137,27 @@ def _torchvision_download(name: str, root: Path, **kwargs: str) -> str | None:
     import torchvision
 
     dataset_cls = getattr(torchvision.datasets, name)
-    new_folders = [p for p in (root, root / name, root / name / "raw") if not p.exists()]
+    new_folders = _missing_folders(root / name / "raw")
     try:
         dataset_cls(root=str(root), train=True, download=True, **kwargs)
         dataset_cls(root=str(root), train=False, download=True, **kwargs)
     except Exception as exc:  # network errors come in many types; the message is what matters
-        for folder in reversed(new_folders):  # leave no empty folders behind a failed attempt
+        # torchvision makes <root>/<name>/raw before it fails: remove what this attempt made,
+        # deepest first, when it is still empty (a partial download is kept for inspection).
+        for folder in new_folders:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its ancestors that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def locate_idx(layout: IdxLayout, data_dir: Path, download: bool) -> dict[str, Path]:
@@ -155,22 +166,25 @@ def locate_idx(layout: IdxLayout, data_dir: Path, download: bool) -> dict[str, P
     places.append(SYSTEM_DATASET_DIR / layout.system_name)
     files, tried = find_idx_files(layout.files, places)
     download_note = "download disabled (data.download=false)"
+    network = "set data.download=true on a machine with network access"
     if files is None and download:
         reason = _torchvision_download(
             layout.torchvision_name, data_dir, **layout.torchvision_kwargs
         )
         download_note = f"torchvision download into {data_dir} failed: {reason}"
+        network = "run once where the download works (it fetches into data.data_dir)"
         if reason is None:
             files, _ = find_idx_files(layout.files, places)
             download_note = f"torchvision download into {data_dir} left no readable files"
     if files is None:
         listing = "\n".join(f"  - {p}" for p in tried)
+        # Every place above was searched: the fix names what to put where, not those paths.
         raise DataNotFoundError(
             f"{layout.title} not found. Looked for the four IDX files "
             f"({', '.join(layout.files.values())}, raw or .gz) in:\n{listing}\n"
             f"  - {download_note}\n"
-            f"Fix: copy the four files into {places[0]}, or point data.data_dir at the folder "
-            f"that holds {layout.subfolders[0]}/; {layout.how_to_supply}"
+            f"Fix: {layout.how_to_supply}; or {network}; or try a run offline with data=digits "
+            "(scikit-learn's bundled 8x8 digits)."
         )
     log.info("%s: reading %s", layout.title, files["train_images"].parent)
     return files
@@ -183,7 +197,8 @@ MNIST_LAYOUT = IdxLayout(
     system_name="mnist",
     torchvision_name="MNIST",
     torchvision_kwargs={},
-    how_to_supply="or set data.download=true with network access, or run offline with data=digits.",
+    how_to_supply="put the four files in a folder named MNIST/raw and set "
+    "data.data_dir=<the folder holding MNIST/raw>",
 )
 # No flat data_dir: Fashion-MNIST's file names are MNIST's, so a bare folder would be ambiguous.
 FASHION_MNIST_LAYOUT = IdxLayout(
@@ -193,8 +208,9 @@ FASHION_MNIST_LAYOUT = IdxLayout(
     system_name="fashion-mnist",
     torchvision_name="FashionMNIST",
     torchvision_kwargs={},
-    how_to_supply="or `apt-get install dataset-fashion-mnist` (installs into "
-    f"{SYSTEM_DATASET_DIR / 'fashion-mnist'}), or set data.download=true with network access.",
+    how_to_supply="`apt-get install dataset-fashion-mnist` (Debian; found without configuration), "
+    "or put the four files in a folder named FashionMNIST/raw and set "
+    "data.data_dir=<the folder holding FashionMNIST/raw>",
 )
 
 
@@ -206,8 +222,8 @@ def emnist_layout(split: str) -> IdxLayout:
         system_name="emnist",
         torchvision_name="EMNIST",
         torchvision_kwargs={"split": split},
-        how_to_supply="or unpack the files of EMNIST's gzip.zip (emnist-<split>-...-ubyte.gz) into "
-        "<data_dir>/emnist/, or set data.download=true with network access (about 560 MB).",
+        how_to_supply=f"unpack EMNIST's gzip.zip (about 560 MB; emnist-{split}-...-ubyte.gz) "
+        "into a folder named emnist and set data.data_dir=<the folder holding emnist>",
     )
 
 
