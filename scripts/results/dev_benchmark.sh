@@ -21,6 +21,9 @@ wait
 "${RUN[@]}" model=vae "hydra.sweep.dir=$OUT/new_vae" &
 "${RUN[@]}" model=vae robust=none "hydra.sweep.dir=$OUT/old_vae"
 wait
+"${RUN[@]}" model=cae "hydra.sweep.dir=$OUT/new_cae" &
+"${RUN[@]}" model=rae "hydra.sweep.dir=$OUT/new_rae"
+wait
 python scripts/bench_pyod.py --data-dir "$DATA" --out "$OUT/../pyod_dev.csv" | tee "$OUT/../pyod.log" | tail -n 14
 robustad-report "$OUT" --out "$OUT/../dev_report" --average-over inlier_classes \
   --group-by robust.fraction --metrics val/auroc,test/auroc,test/ap
