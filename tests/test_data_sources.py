@@ -99,7 +99,7 @@ def test_class_names_work_from_the_command_line(make_cfg, fashion_dir: Path) -> 
     ],
 )
 def test_command_line_type_errors_name_the_key(make_cfg, override: str, pattern: str) -> None:
-    from robustad.runs import build
+    from robustad.assembly import build
 
     with pytest.raises(ConfigError, match=pattern):
         build(make_cfg(["data=digits", override]).data)

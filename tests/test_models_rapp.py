@@ -57,7 +57,7 @@ def test_nap_module_scores_through_the_path_and_survives_a_state_dict() -> None:
     model = AEModule(net, optimizer=torch.optim.SGD, score="rapp_nap")
     train = torch.rand(50, 1, 4, 4)
     model.eval()
-    model.fit_nap([train[:25], train[25:]])
+    model.calibrate([train[:25], train[25:]])
     differences = model.rapp_differences(train)
     mean = differences.mean(0)
     _, s, vh = torch.linalg.svd(differences - mean, full_matrices=False)

@@ -49,8 +49,7 @@ def fit(model: AnomalyModule, x: torch.Tensor, steps: int) -> None:
             model.training_losses(x)["loss"].backward()
             optimizer.step()
     model.eval()
-    model.fit_nap([x])
-    model.fit_score_scaler([x])
+    model.calibrate([x])
 
 
 def loss_on(model: AnomalyModule, x: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ def test_combined_score_is_a_sum_of_training_standardised_scores(tmp_path) -> No
     )
     model = make()
     train_x, new_x = torch.rand(40, 1, 4, 4), torch.rand(6, 1, 4, 4)
-    model.fit_score_scaler([train_x[:20], train_x[20:]])
+    model.calibrate([train_x[:20], train_x[20:]])
     with torch.no_grad():
         parts = [f(train_x, model.reconstruct(train_x)) for f in (l2_error, cosine_error)]
         new_parts = [f(new_x, model.reconstruct(new_x)) for f in (l2_error, cosine_error)]

@@ -119,14 +119,17 @@ def test_checkpoint_loads_weights_only_with_pyod_threshold(trained: dict[str, An
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
     plain = (bool, int, float, str, type(None))
     assert all(isinstance(v, plain) for v in checkpoint["hyper_parameters"].values())
-    stored = checkpoint["robustad_threshold"]
-    assert stored["method"] == "contamination"
-    # Recompute the rule independently: (1 - c) quantile of the training split's scores, with c the
-    # training split's realised outlier share (callbacks.threshold.contamination: null).
+    assert "robustad_threshold" not in checkpoint  # no file is patched after fit
     model = build_model(checkpoint)
+    stored = model.calibration.threshold_info()
+    assert stored["method"] == "contamination"
+    assert checkpoint["state_dict"]["calibration.threshold"] == stored["value"]
+    # Recompute the rule independently: (1 - c) quantile of the held-out validation split's
+    # scores (images the weights never fitted), c the training split's realised outlier share
+    # (callbacks.threshold.contamination: null).
     datamodule = instantiate(trained["cfg"].data)
     datamodule.setup("fit")
-    images = datamodule.splits["train"].images.unsqueeze(1).float() / 255.0
+    images = datamodule.splits["val"].images.unsqueeze(1).float() / 255.0
     expected = np.percentile(
         model.anomaly_score(images).numpy(), 100 * (1 - datamodule.train_contamination)
     )
@@ -145,7 +148,7 @@ def test_other_threshold_methods_are_stored(tmp_path: Path, method: str) -> None
     ]
     metrics = train(compose_cfg("train", overrides, out))
     best = metrics["tested_checkpoint"]
-    stored = load_checkpoint(best)["robustad_threshold"]
+    stored = build_model(load_checkpoint(best)).calibration.threshold_info()
     assert stored["method"] == method
     assert metrics["test/threshold"] == pytest.approx(stored["value"], rel=1e-6)
     if method == "fixed":
@@ -272,7 +275,7 @@ def test_score_formats_agree_and_use_stored_threshold(
         torch.from_numpy(images).unsqueeze(1).float() / 255.0
     )
     np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-5)
-    threshold = checkpoint["robustad_threshold"]["value"]
+    threshold = build_model(checkpoint).calibration.threshold_info()["value"]
     assert [int(r["label"]) for r in rows["npy"]] == [int(s > threshold) for s in scores]
 
 

@@ -1,21 +1,22 @@
 """Rebuild a trained detector from its checkpoint alone, without unpickling arbitrary objects.
 
-A checkpoint holds the resolved run config (`robustad_config`, plain types) and the threshold
-chosen at training time (`robustad_threshold`); it is read with `weights_only=True` and its
-config is treated as untrusted data: the model is rebuilt from an explicit registry of classes
-by exact name, with plain values as arguments, so no checkpoint can name code to run.
+A checkpoint holds the resolved run config (`robustad_config`, plain types) and the weights
+with the detector's calibration (score statistics, threshold) as buffers; it is read with
+`weights_only=True` and its config is treated as untrusted data: the model is rebuilt from an
+explicit registry of classes by exact name, with plain values as arguments, so no checkpoint
+can name code to run.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from robustad.callbacks import THRESHOLD_KEY
 from robustad.data import ContaminatedDataModule
 from robustad.errors import ConfigError, RobustADError
 from robustad.models import AEModule, PCAModule, RSRAEModule, VAEModule
@@ -31,8 +32,12 @@ from robustad.models.networks import (
     RSRAutoencoder,
 )
 from robustad.models.robust import TrimmedLoss
+from robustad.thresholds import METHODS
 
 CONFIG_KEY = "robustad_config"
+# Where checkpoints written before calibration became buffers kept their threshold and statistics.
+LEGACY_THRESHOLD_KEY = "robustad_threshold"
+LEGACY_PREFIXES = {"nap.": "calibration.nap.", "score_scaler.": "calibration.scaler."}
 # Inside the stored config: the config-group options it was composed from (model: rsrae, ...).
 CHOICES_KEY = "config_choices"
 
@@ -188,7 +193,7 @@ def build_model(checkpoint: dict[str, Any]) -> AnomalyModule:
     except (TypeError, ValueError) as exc:
         raise RobustADError(f"the checkpoint's model config cannot be built: {exc}") from exc
     try:
-        model.load_state_dict(checkpoint["state_dict"])
+        model.load_state_dict(upgraded_state(checkpoint))
     except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()
         detail = next(
@@ -217,6 +222,20 @@ def trained_image_shape(checkpoint: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(n) for n in checkpoint[CONFIG_KEY]["data"]["image_shape"])
 
 
-def stored_threshold(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
-    """{"method", "value"} chosen at training time, or None for a checkpoint saved without one."""
-    return checkpoint.get(THRESHOLD_KEY)
+def upgraded_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The checkpoint's state_dict in today's layout: checkpoints from before calibration was
+    module state kept the NAP and score statistics at the top level and the threshold beside the
+    weights; both move into `calibration.*`."""
+    state = dict(checkpoint["state_dict"])
+    for old, new in LEGACY_PREFIXES.items():
+        for key in [k for k in state if k.startswith(old)]:
+            state[new + key[len(old) :]] = state.pop(key)
+    legacy = checkpoint.get(LEGACY_THRESHOLD_KEY)
+    if isinstance(legacy, dict) and "calibration.threshold" not in state:
+        method, value = legacy.get("method"), legacy.get("value")
+        if method in METHODS and isinstance(value, int | float) and not isinstance(value, bool):
+            state["calibration.threshold"] = torch.tensor(float(value), dtype=torch.float64)
+            state["calibration.threshold_method"] = torch.tensor(METHODS.index(method))
+    state.setdefault("calibration.threshold", torch.tensor(math.nan, dtype=torch.float64))
+    state.setdefault("calibration.threshold_method", torch.tensor(-1))
+    return state

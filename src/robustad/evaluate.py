@@ -14,32 +14,20 @@ import pytorch_lightning as pl
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from robustad.callbacks import AnomalyThreshold
+from robustad.assembly import build, build_trainer, instantiate_all, quiet_lightning
 from robustad.checkpoint import (
     CHOICES_KEY,
     CONFIG_KEY,
     build_datamodule,
     build_model,
     load_checkpoint,
-    stored_threshold,
     trained_image_shape,
 )
 from robustad.errors import ConfigError, RobustADError
-from robustad.runs import build, build_trainer, instantiate_all, quiet_lightning, recorded
+from robustad.models.calibration import override_threshold
+from robustad.runs import recorded, test_metrics
 
 log = logging.getLogger(__name__)
-
-
-def _threshold(cfg: DictConfig, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
-    """`threshold=<number>` overrides the threshold stored at training time."""
-    override = cfg.get("threshold")
-    if override is None:
-        return stored_threshold(checkpoint)
-    if isinstance(override, bool) or not isinstance(override, int | float):
-        raise ConfigError(
-            "threshold", override, "null (the checkpoint's stored threshold) or a number"
-        )
-    return {"method": "fixed", "value": float(override)}
 
 
 def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +65,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 data_cfg.get("image_shape"),
                 f"{trained}, the shape the checkpoint was trained on",
             )
-        threshold = _threshold(cfg, checkpoint)
         metrics.update(
             # The model's config name (cae, rsrae_conv) where the checkpoint stores it.
             model=run_config.get(CHOICES_KEY, {}).get("model")
@@ -95,30 +82,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics["config_path"] = str(output_dir / "config_resolved.yaml")
         Path(metrics["config_path"]).write_text(yaml.safe_dump(effective, sort_keys=False))
         model = build_model(checkpoint)
+        if cfg.get("threshold") is not None:  # replaces the threshold stored at training time
+            override_threshold(model.calibration, cfg.threshold, "threshold")
+        elif not model.calibration.has_threshold:
+            log.warning(
+                "the checkpoint stores no threshold and none was given (threshold=...): "
+                "no precision/recall"
+            )
         # A data config composed from config files (data=<name>) is the user's own; the stored
         # one is the checkpoint's data and is rebuilt from plain values only.
         composed = "_target_" in (cfg.get("data") or {})
         datamodule = build(OmegaConf.create(data_cfg)) if composed else build_datamodule(data_cfg)
         datamodule.setup("test")
         metrics["split_sizes"] = datamodule.split_sizes
-        callbacks = [
-            cb
-            for cb in instantiate_all(cfg.get("callbacks"))
-            if not isinstance(cb, AnomalyThreshold)
-        ]
-        threshold_cb = AnomalyThreshold(stored=threshold) if threshold else None
-        if threshold_cb is None:
-            log.warning(
-                "the checkpoint stores no threshold and none was given (threshold=...): "
-                "no precision/recall"
-            )
         trainer = build_trainer(
-            cfg.trainer,
-            [*callbacks, *([threshold_cb] if threshold_cb else [])],
-            cfg.get("logger"),
+            cfg.trainer, instantiate_all(cfg.get("callbacks")), cfg.get("logger")
         )
         results = trainer.test(model, datamodule=datamodule, verbose=False)
-        metrics.update({k: float(v) for k, v in results[0].items()})
-        if threshold_cb is not None and threshold_cb.report:
-            metrics.update(threshold_cb.report)
+        metrics.update(test_metrics(results[0], model.calibration))
     return metrics

@@ -1,5 +1,4 @@
-"""What every run (train, eval) shares: its record on disk, building configured objects, and a
-Trainer that prints only what a person reads.
+"""The record of a run (train, eval): its folder's state, its `metrics.json`, interruptions.
 
 A run's record is its `metrics.json`: written as `running` before any work, then `done`,
 `failed` (with the error) or `interrupted`; always atomically, never leaving partial files.
@@ -12,31 +11,19 @@ import logging
 import os
 import sys
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ProgressBar
 
 from robustad.errors import RobustADError, RunFolderOccupied
-from robustad.sweeps import is_multirun, read_metrics
+from robustad.sweeps import read_metrics
 
 log = logging.getLogger(__name__)
-
-# Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
-# deprecated, and it remarks that closed-form models (PCA) have no optimiser.
-LIGHTNING_NOISE = (
-    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r".*configure_optimizers` returned `None`, this fit will run with no optimizer.*",
-)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -171,78 +158,15 @@ def interruptible(watch: InterruptWatch) -> Iterator[None]:
         raise
 
 
-@contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count for one run (None: leave it), restored afterwards."""
-    default = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(default)
-
-
-@contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Known, harmless Lightning warnings stay out of the run's output."""
-    with warnings.catch_warnings():
-        for message in LIGHTNING_NOISE:
-            warnings.filterwarnings("ignore", message=message)
-        yield
-
-
-def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their message."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        while isinstance(cause, InstantiationException):
-            cause = cause.__cause__
-        if isinstance(cause, RobustADError):
-            raise cause from None
-        raise
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
-    if not group:
-        return []
-    return [
-        build(node)
-        for node in group.values()
-        if isinstance(node, DictConfig) and "_target_" in node
-    ]
-
-
-def show_progress_bar(setting: bool | None) -> bool:
-    """`trainer.enable_progress_bar: null` = on a terminal only: a sweep's job logs and redirected
-    output would otherwise fill with redraw escape codes."""
-    if setting is not None:
-        return bool(setting)
-    return sys.stdout.isatty() and not is_multirun()
-
-
-def build_trainer(
-    trainer_cfg: DictConfig,
-    callbacks: Sequence[pl.Callback],
-    logger: DictConfig | None,
-    train_batches: int | None = None,
-    **overrides: Any,
-) -> pl.Trainer:
-    """The configured Trainer, with the progress bar where a person watches it and the logging
-    interval no longer than an epoch (Lightning warns otherwise)."""
-    progress = show_progress_bar(trainer_cfg.get("enable_progress_bar"))
-    if not progress:
-        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    if train_batches:
-        every = trainer_cfg.get("log_every_n_steps") or 50
-        overrides.setdefault("log_every_n_steps", max(1, min(int(every), train_batches)))
-    return build(
-        trainer_cfg,
-        callbacks=list(callbacks),
-        logger=instantiate_all(logger) or False,
-        enable_progress_bar=progress,
-        **overrides,
-    )
+def test_metrics(results: dict[str, Any], calibration: Any) -> dict[str, Any]:
+    """What `trainer.test` logged, plus how the tested threshold was chosen (the detector's
+    `calibration`) and the confusion matrix [[tn, fp], [fn, tp]]; shared by train and eval."""
+    metrics: dict[str, Any] = {k: float(v) for k, v in results.items()}
+    threshold = calibration.threshold_info()
+    if threshold is not None:
+        metrics["test/threshold_method"] = threshold["method"]
+    if "test/tp" in metrics:
+        metrics["test/confusion_matrix"] = [
+            [int(metrics[f"test/{k}"]) for k in row] for row in (("tn", "fp"), ("fn", "tp"))
+        ]
+    return metrics

@@ -1,6 +1,10 @@
 """Decision thresholds on anomaly scores, with PyOD's semantics: `score > threshold` is an outlier.
 
 Pure functions on arrays so that training (callback), evaluation and the scorer agree exactly.
+Every rule is applied to scores of held-out images (the validation split: part of the
+contaminated training pool the weights never fitted), because training scores are lower than
+those of any new image and a threshold taken from them flags too much new data. Only `f1`
+reads labels; `contamination` needs the outlier fraction (PyOD), `mad` and `iqr` nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import torch
 
 from robustad.errors import ConfigError
 
-METHODS = ("contamination", "fixed", "f1")
+METHODS = ("contamination", "fixed", "f1", "mad", "iqr")
+# Outlier fences from the score distribution's shape alone (no contamination, no labels).
+MAD_FENCE = 3.0  # median + 3 scaled MADs (Hampel's rule)
+IQR_FENCE = 1.5  # Q3 + 1.5 IQR (Tukey's fence)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -68,6 +75,40 @@ def f1_threshold(scores: ArrayLike, targets: ArrayLike) -> float:
     cut = flagged[best] - 1  # index of the lowest flagged score
     below = s[cut + 1] if cut + 1 < s.size else s[cut] - max(1.0, abs(s[cut]))
     return float((s[cut] + below) / 2.0)
+
+
+def mad_threshold(scores: ArrayLike, k: float = MAD_FENCE) -> float:
+    """median + k x 1.4826 x MAD: robust to the outliers it is meant to flag."""
+    s = _as_numpy(scores)
+    median = np.median(s)
+    return float(median + k * 1.4826 * np.median(np.abs(s - median)))
+
+
+def iqr_threshold(scores: ArrayLike, k: float = IQR_FENCE) -> float:
+    """Tukey's upper fence, Q3 + k x (Q3 - Q1)."""
+    q1, q3 = np.percentile(_as_numpy(scores), [25.0, 75.0])
+    return float(q3 + k * (q3 - q1))
+
+
+def choose_threshold(
+    method: str,
+    scores: ArrayLike,
+    targets: ArrayLike | None = None,
+    contamination: float | None = None,
+    value: float | None = None,
+) -> float:
+    """The threshold `method` picks from held-out `scores` (targets only for `f1`)."""
+    if method == "fixed":
+        return float(value)
+    if method == "contamination":
+        return contamination_threshold(scores, contamination)
+    if method == "f1":
+        return f1_threshold(scores, targets)
+    if method == "mad":
+        return mad_threshold(scores)
+    if method == "iqr":
+        return iqr_threshold(scores)
+    raise ValueError(f"unknown threshold method {method!r}; one of {list(METHODS)}")
 
 
 def binary_report(scores: ArrayLike, targets: ArrayLike, threshold: float) -> dict[str, Any]:

@@ -19,21 +19,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from robustad.callbacks import AnomalyThreshold
+from robustad.assembly import build, build_trainer, cpu_threads, instantiate_all, quiet_lightning
 from robustad.checkpoint import CHOICES_KEY
 from robustad.errors import RobustADError
 from robustad.models.health import hand_over_gradient_clipping
 from robustad.runs import (
     InterruptWatch,
-    build,
-    build_trainer,
-    cpu_threads,
-    instantiate_all,
     interruptible,
-    quiet_lightning,
     recorded,
     refuse_occupied,
     run_folder_status,
+    test_metrics,
 )
 from robustad.sweeps import archive_previous_attempt, is_multirun
 from robustad.validation import check_config, check_resume
@@ -298,10 +294,7 @@ def fit_and_test(cfg: DictConfig, metrics: dict[str, Any], resume_from: Path | N
         test_results = trainer.test(
             model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
         )
-    metrics.update({k: float(v) for k, v in test_results[0].items()})
-    threshold = next((c for c in trainer.callbacks if isinstance(c, AnomalyThreshold)), None)
-    if threshold is not None and threshold.report:
-        metrics.update(threshold.report)  # adds the confusion matrix and threshold method
+    metrics.update(test_metrics(test_results[0], model.calibration))
     metrics["tested_checkpoint"] = ckpt_path or "last weights"
     metrics["history"] = history.epochs
     if resume_from is not None:

@@ -154,7 +154,83 @@ def check_settings(
     check_severity(severity)
 
 
-class ContaminatedDataModule(pl.LightningDataModule):
+class ImageSplitsDataModule(pl.LightningDataModule):
+    """Splits held as `IndexedImages` (`self.splits[name]`), batched by index tensors, moved to
+    the accelerator once; subclasses fill `splits` and set `batch_size` / `eval_batch_size` /
+    `num_workers`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.splits: dict[str, IndexedImages] = {}
+        self._on_device: dict[int, IndexedImages] = {}
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
+
+    def _placed(self, data: IndexedImages, device: torch.device) -> IndexedImages:
+        """The split on `device`, moved once and reused by every later loader (fit, test)."""
+        if device.type == "cpu":
+            return data
+        key = id(data)
+        if key not in self._on_device:
+            fits = True
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                fits = data.nbytes <= _DEVICE_MEMORY_SHARE * free
+            self._on_device[key] = data.to(device) if fits else data
+            log.info(
+                "split of %.1f MB %s on %s",
+                data.nbytes / 2**20,
+                "placed" if fits else "kept on CPU, not",
+                device,
+            )
+        return self._on_device[key]
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        device = self._device()
+        data = self._placed(self.splits[name], device)
+        on_accelerator = data.images.device.type != "cpu"
+        workers = 0 if on_accelerator else self.num_workers  # workers cannot index GPU tensors
+        return DataLoader(
+            data,
+            sampler=IndexBatches(
+                len(data),
+                self.batch_size if shuffle else self.eval_batch_size,
+                shuffle,
+                data.images.device,
+            ),
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=device.type == "cuda" and not on_accelerator,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        """Convert uint8 to float in [0, 1] where the batch now is: 4x less to move, one op
+        (float images are taken as already in [0, 1]); grayscale splits gain their channel."""
+        images = batch["image"]
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        batch["image"] = images / 255.0 if images.dtype == torch.uint8 else images.float()
+        return batch
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+
+class ContaminatedDataModule(ImageSplitsDataModule):
     """Inlier classes plus sampled outliers, split by an evaluation protocol.
 
     Labels travel with each batch only so that validation and test can be scored:
@@ -210,11 +286,9 @@ class ContaminatedDataModule(pl.LightningDataModule):
         self.val_fraction, self.seed, self.download = val_fraction, seed, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
-        self.splits: dict[str, IndexedImages] = {}
         self.plan: dict[str, Split] = {}  # which source images each split holds, for inspection
         self.split_sizes: dict[str, dict[str, int]] = {}
         self.split_details: dict[str, dict[str, Any]] = {}
-        self._on_device: dict[int, IndexedImages] = {}
 
     # --- configuration checks (no data read) ----------------------------------------------
     def _select_classes(self, inlier_classes: Any, outlier_classes: Any) -> None:
@@ -428,62 +502,3 @@ class ContaminatedDataModule(pl.LightningDataModule):
             }
         self.split_details[name] = details
         return IndexedImages(x, split.is_outlier.long(), y)
-
-    # --- loading ------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        trainer = self.trainer
-        return torch.device("cpu") if trainer is None else trainer.strategy.root_device
-
-    def _placed(self, data: IndexedImages, device: torch.device) -> IndexedImages:
-        """The split on `device`, moved once and reused by every later loader (fit, test)."""
-        if device.type == "cpu":
-            return data
-        key = id(data)
-        if key not in self._on_device:
-            fits = True
-            if device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(device)
-                fits = data.nbytes <= _DEVICE_MEMORY_SHARE * free
-            self._on_device[key] = data.to(device) if fits else data
-            log.info(
-                "split of %.1f MB %s on %s",
-                data.nbytes / 2**20,
-                "placed" if fits else "kept on CPU, not",
-                device,
-            )
-        return self._on_device[key]
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        device = self._device()
-        data = self._placed(self.splits[name], device)
-        on_accelerator = data.images.device.type != "cpu"
-        workers = 0 if on_accelerator else self.num_workers  # workers cannot index GPU tensors
-        return DataLoader(
-            data,
-            sampler=IndexBatches(
-                len(data),
-                self.batch_size if shuffle else self.eval_batch_size,
-                shuffle,
-                data.images.device,
-            ),
-            batch_size=None,
-            num_workers=workers,
-            pin_memory=device.type == "cuda" and not on_accelerator,
-            persistent_workers=workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def on_after_batch_transfer(
-        self, batch: dict[str, torch.Tensor], dataloader_idx: int
-    ) -> dict[str, torch.Tensor]:
-        """Convert uint8 to float in [0, 1] where the batch now is: 4x less to move, one op."""
-        batch["image"] = batch["image"].unsqueeze(1) / 255.0  # uint8 / float -> float32, one kernel
-        return batch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,9 +17,11 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
-from robustad.errors import ConfigError
+from robustad.errors import ConfigError, RobustADError
 from robustad.models import health, losses, rapp
+from robustad.models.calibration import Calibration
 from robustad.models.robust import TrimmedLoss, reduce_terms
+from robustad.thresholds import binary_report, f1_threshold
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,27 +47,6 @@ COMBINED_SCORES: dict[str, tuple[str, ...]] = {"l2_cosine": ("l2", "cosine")}
 SCALER_IMAGES = 2048
 
 
-class ScoreStandardizer(nn.Module):
-    """Mean and std of each component score over the training split, saved with the weights."""
-
-    def __init__(self, n_components: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_components))
-        self.register_buffer("std", torch.ones(n_components))
-        self.register_buffer("fitted", torch.tensor(False))
-
-    def fit(self, components: torch.Tensor) -> None:
-        """components: (N, k) training-split scores."""
-        self.mean.copy_(components.mean(dim=0))
-        self.std.copy_(components.std(dim=0).clamp_min(1e-12))
-        self.fitted.fill_(True)
-
-    def __call__(self, components: torch.Tensor) -> torch.Tensor:
-        if not bool(self.fitted):
-            raise RuntimeError("combined scores need training statistics: call calibrate() first")
-        return ((components - self.mean) / self.std).sum(dim=1)
-
-
 def metric_input(scores: torch.Tensor) -> torch.Tensor:
     """Scores mapped into [0, 1] by a strictly increasing map, in float64 (AUROC/AP unchanged).
 
@@ -74,6 +56,24 @@ def metric_input(scores: torch.Tensor) -> torch.Tensor:
     """
     s = scores.double()
     return 0.5 + 0.5 * s / (1.0 + s.abs())
+
+
+class EpochScores:
+    """Scores and targets gathered over one val or test epoch (a few bytes per sample)."""
+
+    def __init__(self) -> None:
+        self.scores: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+
+    def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        self.scores.append(scores.detach().float().cpu())
+        self.targets.append(targets.detach().cpu())
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.scores)
+
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(self.scores), torch.cat(self.targets)
 
 
 class EpochMeans:
@@ -131,10 +131,9 @@ class AnomalyModule(pl.LightningModule):
         if k is not None and (isinstance(k, bool) or int(k) < 1):
             raise ConfigError("model.rapp_components", k, "null (all) or an integer >= 1")
         self.net = net
-        # RaPP NAP: training-set statistics of the activation differences (buffers: checkpointed).
-        self.nap = rapp.NAPStatistics(rapp_components) if score == "rapp_nap" else None
-        parts = COMBINED_SCORES.get(score)
-        self.score_scaler = ScoreStandardizer(len(parts)) if parts else None
+        parts = COMBINED_SCORES.get(score, ())
+        # Fitted after the weights (NAP axes, score statistics, threshold): buffers, checkpointed.
+        self.calibration = Calibration(rapp_components, len(parts), use_nap=score == "rapp_nap")
         self.rapp_from_input = bool(rapp_from_input)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -145,10 +144,8 @@ class AnomalyModule(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.run_config: dict[str, Any] | None = None
-        # Scores of the latest val/test batch, read by callbacks (thresholds, TensorBoard) so they
-        # need no second pass over the data.
-        self.last_scores: torch.Tensor | None = None
-        self._calibrated_at_step: int | None = None  # the weights' step training stats are from
+        self._statistics_step: int | None = None  # the training step the statistics are from
+        self.test_scores = EpochScores()  # the test epoch's scores, for the threshold report
         self.train_means = EpochMeans()  # training terms and grad norm, logged at epoch end
 
     # --- what each model provides -------------------------------------------------------
@@ -190,11 +187,9 @@ class AnomalyModule(pl.LightningModule):
         if self.score_name == "rapp_sap":
             return rapp.sap_score(self.rapp_differences(x))
         if self.score_name == "rapp_nap":
-            if self.nap is None or not self.nap.fitted:
-                raise RuntimeError("rapp_nap needs training statistics: call fit_nap() first")
-            return self.nap.score(self.rapp_differences(x))
-        if self.score_scaler is not None:
-            return self.score_scaler(self.score_components(x))
+            return self.calibration.nap.score(self.rapp_differences(x))
+        if self.calibration.scaler is not None:
+            return self.calibration.scaler(self.score_components(x))
         return SCORES[self.score_name](x, self.reconstruct(x))
 
     def score_components(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,11 +198,18 @@ class AnomalyModule(pl.LightningModule):
         return torch.stack([SCORES[name](x, x_hat) for name in COMBINED_SCORES[self.score_name]], 1)
 
     @torch.no_grad()
-    def fit_score_scaler(self, batches: Iterable[torch.Tensor]) -> None:
-        """Fit a combined score's statistics on training images (eval mode)."""
-        if self.score_scaler is not None:
-            with self.evaluating():
-                self.score_scaler.fit(torch.cat([self.score_components(x) for x in batches]))
+    def calibrate(self, images: Iterable[torch.Tensor]) -> None:
+        """Fit the score's training statistics (NAP axes, combined-score means) to the current
+        weights from batches of training images, in eval mode. Call it whenever the weights
+        change; scores that need no statistics ignore it."""
+        calibration = self.calibration
+        if not calibration.needs_statistics:
+            return
+        with self.evaluating():
+            if calibration.nap is not None:
+                calibration.nap.fit_batches(self.rapp_differences(x) for x in images)
+            else:
+                calibration.scaler.fit(torch.cat([self.score_components(x) for x in images]))
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -231,16 +233,9 @@ class AnomalyModule(pl.LightningModule):
         x_hat = self.reconstruct(x)
         return rapp.path_differences(self.hidden_activations(x), self.hidden_activations(x_hat))
 
-    @torch.no_grad()
-    def fit_nap(self, batches: Iterable[torch.Tensor]) -> None:
-        """Fit NAP's statistics on training images (eval mode: batch norm uses running stats)."""
-        if self.nap is not None:
-            with self.evaluating():
-                self.nap.fit_batches(self.rapp_differences(x) for x in batches)
-
-    def _training_images(self, limit: int | None = None) -> Iterable[torch.Tensor]:
-        """The datamodule's training images (shuffled batches, at most about `limit` images),
-        transferred and converted as in a training step."""
+    def training_images(self, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """The attached datamodule's training images (shuffled batches, at most about `limit`
+        images), transferred and converted as in a training step."""
         datamodule = self.trainer.datamodule
         seen = 0
         for batch in datamodule.train_dataloader():
@@ -252,22 +247,24 @@ class AnomalyModule(pl.LightningModule):
             yield images
 
     def on_validation_start(self) -> None:
-        """Training-split statistics (NAP, combined scores) must match the current weights:
-        refit before an evaluation, unless fitted at this very step (testing right after the
-        last validation). The pass over the training split leaves the training RNG untouched."""
-        needs = self.nap is not None or self.score_scaler is not None
-        if not needs or self.trainer.datamodule is None:
+        """The statistics must match the weights being validated: refit them once per training
+        step (testing right after the last validation reuses them). The pass over the training
+        split leaves the training RNG untouched."""
+        if not self.calibration.needs_statistics or self.trainer.datamodule is None:
             return
         step = self.trainer.global_step
-        if self._calibrated_at_step != step:
-            devices = [self.device.index or 0] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                self.fit_nap(self._training_images())
-                self.fit_score_scaler(self._training_images(limit=SCALER_IMAGES))
-            self._calibrated_at_step = step
+        if self._statistics_step == step and self.calibration.statistics_fitted:
+            return
+        limit = None if self.calibration.nap is not None else SCALER_IMAGES
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.calibrate(self.training_images(limit))
+        self._statistics_step = step
 
     def on_test_start(self) -> None:
-        self.on_validation_start()
+        """Weights loaded from a checkpoint come with their statistics; fit only if none are."""
+        if not self.calibration.statistics_fitted:
+            self.on_validation_start()
 
     # --- training health --------------------------------------------------------------------
     def _logging_step(self) -> bool:
@@ -335,22 +332,65 @@ class AnomalyModule(pl.LightningModule):
         self.log_training_values({f"train/{k}": v for k, v in terms.items()}, len(x))
         return terms["loss"]
 
-    def _evaluate(
-        self, batch: dict[str, torch.Tensor], stage: str, metrics: MetricCollection
-    ) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         x = batch["image"]
-        scores = self.anomaly_score(x)
-        self.last_scores = scores.detach()
-        metrics.update(metric_input(scores), batch["target"])
         self.log(f"{stage}/loss", self.training_losses(x)["loss"], on_epoch=True, batch_size=len(x))
+        return {"score": self.anomaly_score(x), "target": batch["target"]}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        """{"score", "target"}: what the metrics, the threshold and the diagnostics read."""
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        """{"score", "outlier"}: outlier = score > the stored threshold (None without one)."""
+        scores = self.anomaly_score(batch["image"])
+        outlier = scores > self.calibration.threshold if self.calibration.has_threshold else None
+        return {"score": scores, "outlier": outlier}
+
+    def _update_metrics(self, outputs: dict[str, torch.Tensor], metrics: MetricCollection) -> None:
+        """Whole-epoch AUROC/AP from the step's outputs; unlabelled data (target -1) has none."""
+        target = outputs["target"]
+        if bool((target < 0).any()):
+            return
+        metrics.update(metric_input(outputs["score"]), target)
         # Logging the collection makes Lightning compute it once over the whole epoch.
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=metrics is self.val_metrics)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metrics)
+    def on_validation_batch_end(
+        self, outputs: dict, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._update_metrics(outputs, self.val_metrics)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+    def on_test_epoch_start(self) -> None:
+        self.test_scores = EpochScores()
+
+    def on_test_batch_end(
+        self, outputs: dict, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._update_metrics(outputs, self.test_metrics)
+        self.test_scores.add(outputs["score"], outputs["target"])
+
+    def on_test_epoch_end(self) -> None:
+        """Precision, recall and F1 at the stored threshold, and the best F1 any threshold could
+        reach on these labels (how far the label-free threshold is from it)."""
+        threshold = self.calibration.threshold_info()
+        if threshold is None or not len(self.test_scores):
+            return
+        scores, targets = self.test_scores.arrays()
+        if bool((targets < 0).any()):
+            return
+        report = binary_report(scores, targets, threshold["value"])
+        (tn, fp), (fn, tp) = report["confusion_matrix"]
+        values = {"threshold": threshold["value"], **report, "tn": tn, "fp": fp, "fn": fn, "tp": tp}
+        if bool((targets > 0).any()):
+            best = f1_threshold(scores, targets)
+            values["best_f1"] = binary_report(scores, targets, best)["f1"]
+        for key, value in values.items():
+            if key != "confusion_matrix":
+                self.log(f"test/{key}", float(value), on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
         """AdamW (or the configured optimiser) with OneCycleLR stepped every optimiser step."""
@@ -363,6 +403,24 @@ class AnomalyModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any
+    ) -> AnomalyModule:
+        """Rebuild from the checkpoint's stored config, as eval and the scorer do (registered
+        classes and plain values only, weights_only loading): Lightning's own method would need
+        the network and optimizer objects, which are not hyperparameters."""
+        from robustad.checkpoint import build_model, load_checkpoint
+
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}: the checkpoint decides")
+        model = build_model(load_checkpoint(checkpoint_path, key="checkpoint_path"))
+        if not isinstance(model, cls):
+            raise RobustADError(
+                f"{checkpoint_path} holds a {type(model).__name__}, not a {cls.__name__}"
+            )
+        return model.to(map_location) if isinstance(map_location, str | torch.device) else model
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the resolved run config (plain types) so a checkpoint rebuilds its model alone."""

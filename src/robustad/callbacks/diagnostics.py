@@ -1,15 +1,13 @@
-"""Callbacks that read the scores the model already computes during validation and test.
+"""TensorBoard diagnostics drawn from the scores validation and test steps return.
 
-`AnomalyThreshold` picks the 0/1 decision threshold, stores it in every checkpoint and reports
-precision / recall / F1 at it; `TensorBoardDiagnostics` draws what a scalar cannot show. Both
-collect `pl_module.last_scores` batch by batch, so neither needs a second pass over val or test.
+Score histograms per class with the threshold, PR curves, a ROC/PR figure, the highest- and
+lowest-scored images labelled with score and true label beside their reconstructions and
+error maps, latent codes, and the hparams tab; no second pass over the data.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,261 +17,10 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
-from robustad.errors import ConfigError, RobustADError
-from robustad.thresholds import binary_report, check_method, contamination_threshold, f1_threshold
+from robustad.errors import ConfigError
+from robustad.models.base import EpochScores
 
-THRESHOLD_KEY = "robustad_threshold"
 Batch = dict[str, torch.Tensor]
-
-
-def batch_scores(pl_module: pl.LightningModule) -> torch.Tensor:
-    scores = getattr(pl_module, "last_scores", None)
-    if scores is None:
-        raise RobustADError(
-            f"{type(pl_module).__name__} stores no per-sample scores (`last_scores`); "
-            "these callbacks need a robustad AnomalyModule"
-        )
-    return scores
-
-
-@torch.no_grad()
-def score_split(
-    trainer: pl.Trainer, pl_module: pl.LightningModule, split: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and targets of a whole split in eval mode, leaving the global RNG untouched."""
-    datamodule = trainer.datamodule
-    if datamodule is None:
-        raise RobustADError(
-            f"the threshold needs the {split} split, but the trainer has no datamodule"
-        )
-    was_training = pl_module.training
-    pl_module.eval()
-    scores, targets = [], []
-    try:
-        # A shuffled loader draws its seed from the global RNG: fork it so training is unchanged.
-        with torch.random.fork_rng(devices=[]):
-            for batch in getattr(datamodule, f"{split}_dataloader")():
-                batch = trainer.strategy.batch_to_device(batch, pl_module.device)
-                scores.append(pl_module.anomaly_score(batch["image"]).float().cpu())
-                targets.append(batch["target"].cpu())
-    finally:
-        pl_module.train(was_training)
-    return torch.cat(scores), torch.cat(targets)
-
-
-class _Scores:
-    """Scores and targets gathered over one val or test epoch (a few bytes per sample)."""
-
-    def __init__(self) -> None:
-        self.scores: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-
-    def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
-        self.scores.append(scores.detach().float().cpu())
-        self.targets.append(targets.detach().cpu())
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.scores)
-
-    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat(self.scores), torch.cat(self.targets)
-
-
-class AnomalyThreshold(pl.Callback):
-    """Chooses the decision threshold (`score > threshold` = outlier) for the current weights.
-
-    method: `contamination` = the (1 - c) quantile of the training scores (PyOD's rule),
-    `fixed` = `value`, `f1` = the F1-optimal threshold on the validation split. The result,
-    `{"method", "value"}`, goes into every checkpoint under `robustad_threshold`, so scoring
-    new data later needs no training data. At test end it logs `test/threshold`,
-    `test/precision`, `test/recall`, `test/f1` and the confusion counts `test/tn|fp|fn|tp`.
-    `stored` (a checkpoint's threshold) is used as is instead of choosing one.
-    """
-
-    def __init__(
-        self,
-        method: str = "contamination",
-        value: float | None = None,
-        contamination: float | None = None,
-        stored: dict[str, Any] | None = None,
-    ) -> None:
-        if stored is None:
-            check_method(method, value, contamination)
-        self.method, self.value, self.contamination = method, value, contamination
-        self.stored = stored
-        self.report: dict[str, Any] | None = None  # the last test's metrics, with the threshold
-        self._val = _Scores()
-        self._val_step = -1
-        self._test = _Scores()
-        self._cache: tuple[int, dict[str, Any]] | None = None
-        self._loaded: dict[str, Any] | None = None  # threshold of checkpoint weights being tested
-        self._weights_from_ckpt = False
-        self._fitting = False
-
-    # --- choosing ---------------------------------------------------------------------------
-    def _choose(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, val_is_current: bool
-    ) -> dict[str, Any]:
-        if self.method == "fixed":
-            value = float(self.value)
-        elif self.method == "contamination":
-            train_scores, _ = score_split(trainer, pl_module, "train")
-            contamination = self.contamination
-            if contamination is None:  # e.g. an outlier_ratio protocol: use the realised share
-                contamination = trainer.datamodule.train_contamination
-            value = contamination_threshold(train_scores, contamination)
-        else:
-            scores, targets = (
-                self._val.arrays()
-                if val_is_current and len(self._val)
-                else score_split(trainer, pl_module, "val")
-            )
-            value = f1_threshold(scores, targets)
-        return {"method": self.method, "value": value}
-
-    def current(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        """The threshold for the weights the module holds now (computed once per training step)."""
-        if self.stored is not None:
-            return self.stored
-        if self._weights_from_ckpt:
-            if self._loaded is None:
-                self._loaded = self._choose(trainer, pl_module, val_is_current=False)
-            return self._loaded
-        step = trainer.global_step
-        if self._cache is None or self._cache[0] != step:
-            self._cache = (
-                step,
-                self._choose(trainer, pl_module, val_is_current=self._val_step == step),
-            )
-        return self._cache[1]
-
-    # --- hooks ------------------------------------------------------------------------------
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._weights_from_ckpt = False
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._val, self._val_step = _Scores(), -1
-
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not trainer.sanity_checking:
-            self._val.add(batch_scores(pl_module), batch["target"])
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._val_step = trainer.global_step
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if self._deferred():
-            return  # added to the files still on disk when fitting ends (`_complete_checkpoints`)
-        checkpoint[THRESHOLD_KEY] = dict(self.current(trainer, pl_module))
-
-    def _deferred(self) -> bool:
-        """While fitting, the contamination rule's pass over the training split waits for the end.
-
-        A checkpoint is written every epoch but most are overwritten later: scoring the training
-        split once per file that survives, instead of once per epoch, saves an extra forward pass
-        over the training data every epoch.
-        """
-        return self._fitting and self.stored is None and self.method == "contamination"
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fitting = True
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fitting = False
-        self._complete_checkpoints(trainer, pl_module)
-
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        """Checkpoints written before a failure still get their threshold."""
-        if not self._fitting:
-            return
-        self._fitting = False
-        try:
-            self._complete_checkpoints(trainer, pl_module)
-        except Exception as exc:  # never hide the original failure
-            rank_zero_warn(f"could not store thresholds in the checkpoints after a failure: {exc}")
-
-    @torch.no_grad()
-    def _complete_checkpoints(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Add the threshold of each checkpoint's own weights to the checkpoint files on disk."""
-        paths = {
-            Path(p)
-            for callback in trainer.checkpoint_callbacks
-            for p in (callback.best_model_path, callback.last_model_path, *callback.best_k_models)
-            if p
-        }
-        current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-        by_step: dict[int, dict[str, Any]] = {}
-        try:
-            for path in sorted(p for p in paths if p.is_file()):
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-                if THRESHOLD_KEY in checkpoint:
-                    continue
-                step = int(checkpoint.get("global_step", -1))
-                if step not in by_step:
-                    pl_module.load_state_dict(checkpoint["state_dict"])
-                    by_step[step] = self._choose(trainer, pl_module, val_is_current=False)
-                checkpoint[THRESHOLD_KEY] = dict(by_step[step])
-                tmp = path.with_name(path.name + ".tmp")
-                torch.save(checkpoint, tmp)
-                os.replace(tmp, path)
-        finally:
-            pl_module.load_state_dict(current)
-        if trainer.global_step in by_step:  # the last weights: test needs no second pass
-            self._cache = (trainer.global_step, by_step[trainer.global_step])
-
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        """Testing a saved checkpoint (e.g. test_ckpt=best) uses the threshold saved with it."""
-        self._weights_from_ckpt = True
-        self._loaded = checkpoint.get(THRESHOLD_KEY)
-
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._test = _Scores()
-
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._test.add(batch_scores(pl_module), batch["target"])
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        threshold = self.current(trainer, pl_module)
-        scores, targets = self._test.arrays()
-        report = binary_report(scores, targets, threshold["value"])
-        (tn, fp), (fn, tp) = report["confusion_matrix"]
-        scalars = {
-            "threshold": threshold["value"],
-            "precision": report["precision"],
-            "recall": report["recall"],
-            "f1": report["f1"],
-        }
-        scalars.update({"tn": tn, "fp": fp, "fn": fn, "tp": tp})
-        for key, value in scalars.items():
-            pl_module.log(f"test/{key}", float(value), on_step=False, on_epoch=True)
-        self.report = {
-            "test/threshold": threshold["value"],
-            "test/threshold_method": threshold["method"],
-            **{f"test/{k}": v for k, v in report.items()},
-        }
 
 
 def _flat_hparams(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -324,7 +71,7 @@ class _EpochBuffer:
     def __init__(self, max_scores: int, n_images: int, max_embeddings: int, figures: bool) -> None:
         self.max_scores, self.max_embeddings = max_scores, max_embeddings
         self.figures = figures  # ROC/PR figure, extreme images, embeddings (the costly drawings)
-        self.scores = _Scores()
+        self.scores = EpochScores()
         self.extremes = _Extremes(n_images) if n_images > 0 else None
         self.codes: list[torch.Tensor] = []
         self.code_meta: list[
@@ -396,11 +143,13 @@ class TensorBoardDiagnostics(pl.Callback):
         )
 
     @torch.no_grad()
-    def _collect(self, pl_module: pl.LightningModule, batch: Batch) -> None:
+    def _collect(
+        self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: Batch
+    ) -> None:
         buf = self._buffer
         if buf is None:
             return
-        scores, images = batch_scores(pl_module), batch["image"]
+        scores, images = outputs["score"], batch["image"]
         room = buf.max_scores - len(buf.scores)
         if room > 0:
             buf.scores.add(scores[:room], batch["target"][:room])
@@ -434,7 +183,7 @@ class TensorBoardDiagnostics(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._collect(pl_module, batch)
+        self._collect(pl_module, outputs, batch)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, pl_module, "val")
@@ -451,7 +200,7 @@ class TensorBoardDiagnostics(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._collect(pl_module, batch)
+        self._collect(pl_module, outputs, batch)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, pl_module, "test")

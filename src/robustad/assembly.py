@@ -1,0 +1,106 @@
+"""Assembling a run from its config: configured objects, and a Trainer that prints only what a
+person reads. Shared by train, eval, the scorer and the Python API."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ProgressBar
+
+from robustad.errors import RobustADError
+from robustad.sweeps import is_multirun
+
+# Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
+# deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
+# writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
+LIGHTNING_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*configure_optimizers` returned `None`, this fit will run with no optimizer.*",
+    r".*Couldn't infer the batch indices fetched from your dataloader.*",
+)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count for one run (None: leave it), restored afterwards."""
+    default = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Known, harmless Lightning warnings stay out of the run's output."""
+    with warnings.catch_warnings():
+        for message in LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but our own errors come out unwrapped, with their message."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, RobustADError):
+            raise cause from None
+        raise
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` node of a group (callbacks, loggers); skip empty slots."""
+    if not group:
+        return []
+    return [
+        build(node)
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
+
+
+def show_progress_bar(setting: bool | None) -> bool:
+    """`trainer.enable_progress_bar: null` = on a terminal only: a sweep's job logs and redirected
+    output would otherwise fill with redraw escape codes."""
+    if setting is not None:
+        return bool(setting)
+    return sys.stdout.isatty() and not is_multirun()
+
+
+def build_trainer(
+    trainer_cfg: DictConfig,
+    callbacks: Sequence[pl.Callback],
+    logger: DictConfig | None,
+    train_batches: int | None = None,
+    **overrides: Any,
+) -> pl.Trainer:
+    """The configured Trainer, with the progress bar where a person watches it and the logging
+    interval no longer than an epoch (Lightning warns otherwise)."""
+    progress = show_progress_bar(trainer_cfg.get("enable_progress_bar"))
+    if not progress:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    if train_batches:
+        every = trainer_cfg.get("log_every_n_steps") or 50
+        overrides.setdefault("log_every_n_steps", max(1, min(int(every), train_batches)))
+    return build(
+        trainer_cfg,
+        callbacks=list(callbacks),
+        logger=instantiate_all(logger) or False,
+        enable_progress_bar=progress,
+        **overrides,
+    )

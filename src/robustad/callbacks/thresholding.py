@@ -1,0 +1,61 @@
+"""The decision threshold, chosen on held-out scores and stored in the detector's buffers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+
+from robustad.models.base import EpochScores
+from robustad.thresholds import check_method, choose_threshold
+
+
+class AnomalyThreshold(pl.Callback):
+    """Sets the detector's threshold (`score > threshold` = outlier) after every validation.
+
+    The rule sees the validation split's scores as the validation steps return them: images
+    from the contaminated training pool that the weights never fitted, so the threshold holds
+    for new data (training scores are lower, and a threshold from them flags too much).
+    `contamination`: the (1 - c) quantile (PyOD's rule; c null = the training split's share),
+    `mad` / `iqr`: fences from the score distribution's shape (no c, no labels), `f1`: the
+    F1-optimal threshold (reads the validation labels), `fixed`: `value`. The threshold is
+    written into `pl_module.calibration` before Lightning saves the epoch's checkpoints, so
+    every checkpoint holds the threshold of its own weights.
+    """
+
+    def __init__(
+        self,
+        method: str = "contamination",
+        value: float | None = None,
+        contamination: float | None = None,
+    ) -> None:
+        check_method(method, value, contamination)
+        self.method, self.value, self.contamination = method, value, contamination
+        self._scores = EpochScores()
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._scores = EpochScores()
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: dict[str, Any],
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not trainer.sanity_checking:
+            self._scores.add(outputs["score"], outputs["target"])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not len(self._scores):
+            return
+        scores, targets = self._scores.arrays()
+        contamination = self.contamination
+        if contamination is None and self.method == "contamination":
+            # e.g. an outlier_ratio protocol: the training split's outlier share
+            contamination = trainer.datamodule.train_contamination
+        value = choose_threshold(self.method, scores, targets, contamination, self.value)
+        pl_module.calibration.set_threshold(value, self.method)
+        self._scores = EpochScores()
