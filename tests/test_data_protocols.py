@@ -58,10 +58,14 @@ def test_unimodal_has_clean_training_and_half_novel_evaluation(mnist_dir: Path) 
         "train": {"n": 24, "outliers": 0},
         "val": {"n": 12, "outliers": 6},
         "test": {"n": 24, "outliers": 12},
+        # val's inliers with outliers at the training amount (none): for choosing a threshold
+        "calibration": {"n": 6, "outliers": 0},
     }
     for name in ("val", "test"):
         inliers, outliers = make_up(dm, name)
         assert inliers == {4} and outliers and 4 not in outliers
+    val_inliers = dm.splits["val"].images[dm.splits["val"].targets == 0]
+    assert torch.equal(dm.splits["calibration"].images.sort(0).values, val_inliers.sort(0).values)
 
 
 def test_unimodal_takes_contamination_on_top(mnist_dir: Path) -> None:
@@ -83,6 +87,7 @@ def test_multimodal_one_novel_class_all_of_it_held_out(mnist_dir: Path) -> None:
         "train": {"n": 216, "outliers": 0},
         "val": {"n": 60, "outliers": 6},
         "test": {"n": 120, "outliers": 12},
+        "calibration": {"n": 54, "outliers": 0},
     }
     inliers, outliers = make_up(dm, "test")
     assert inliers == set(range(10)) - {4} and outliers == {4}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from robustad.models.base import EpochScores
 from robustad.thresholds import check_method, choose_threshold
@@ -15,7 +16,9 @@ class AnomalyThreshold(pl.Callback):
 
     The rule sees the validation split's scores as the validation steps return them: images
     from the contaminated training pool that the weights never fitted, so the threshold holds
-    for new data (training scores are lower, and a threshold from them flags too much).
+    for new data (training scores are lower, and a threshold from them flags too much). Where
+    validation is built like the test split (RaPP's protocols), the datamodule's calibration
+    split (the same held-out inliers, outliers at the training amount) is scored instead.
     `contamination`: the (1 - c) quantile (PyOD's rule; c null = the training split's share),
     `mad` / `iqr`: fences from the score distribution's shape (no c, no labels), `f1`: the
     F1-optimal threshold (reads the validation labels), `fixed`: `value`. The threshold is
@@ -51,7 +54,7 @@ class AnomalyThreshold(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not len(self._scores):
             return
-        scores, targets = self._scores.arrays()
+        scores, targets = self._calibration_scores(trainer, pl_module)
         contamination = self.contamination
         if contamination is None and self.method == "contamination":
             # e.g. an outlier_ratio protocol: the training split's outlier share
@@ -59,3 +62,22 @@ class AnomalyThreshold(pl.Callback):
         value = choose_threshold(self.method, scores, targets, contamination, self.value)
         pl_module.calibration.set_threshold(value, self.method)
         self._scores = EpochScores()
+
+    @torch.no_grad()
+    def _calibration_scores(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation outputs, unless the datamodule holds a separate calibration split
+        (validation built like the test split): then one pass over that, in eval mode."""
+        datamodule = trainer.datamodule
+        loader = getattr(datamodule, "calibration_dataloader", lambda: None)()
+        if loader is None:
+            return self._scores.arrays()
+        scores = EpochScores()
+        with pl_module.evaluating():
+            for batch in loader:
+                batch = datamodule.on_after_batch_transfer(
+                    trainer.strategy.batch_to_device(batch, pl_module.device), 0
+                )
+                scores.add(pl_module.anomaly_score(batch["image"]), batch["target"])
+        return scores.arrays()

@@ -168,7 +168,9 @@ def held_out_splits(
     val_fraction: float,
     seed: int,
 ) -> dict[str, Split]:
-    """Inductive, unimodal, multimodal: train and val from the train split, test from test.
+    """Inductive, unimodal, multimodal: train and val from the train split, test from test;
+    a `calibration` split (val's inliers, outliers at the training amount) where validation
+    gets another amount of outliers than training.
 
     Every inlier of the pool is used; validation gets `val_fraction` of both pools, set aside
     first. `outlier_classes=None` means corrupted inliers (each pool divided, not added to).
@@ -223,6 +225,22 @@ def held_out_splits(
         "val": assemble("train", val_in, val_out, generator),
         "test": assemble("test", test_in, test_out, generator),
     }
+    if (eval_amount.kind, eval_amount.value) != (train_amount.kind, train_amount.value):
+        # Validation is built like the test split (RaPP's protocols: clean training, half novel
+        # evaluation), so it cannot stand in for new training data when a threshold is chosen:
+        # the same held-out inliers with outliers at the training amount can.
+        if outlier_classes is None:
+            cal_in, cal_out = divide(val_in, train_amount, "calibration")
+        else:
+            cal_out = draw(
+                val_out_pool,
+                train_amount.outliers_for(len(val_in), len(val_out_pool)),
+                generator,
+                "calibration outliers",
+                train_amount.key,
+            )
+            cal_in = val_in
+        splits["calibration"] = assemble("train", cal_in, cal_out, generator)
     _require_outliers(splits["test"], "test", eval_amount)
     if splits["val"].n_outliers == 0:  # only monitoring suffers; the test result stands
         log.warning(

@@ -229,6 +229,13 @@ class ImageSplitsDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", shuffle=False)
 
+    def calibration_dataloader(self) -> DataLoader | None:
+        """Held-out images distributed like the training split, for choosing a threshold; None
+        when the validation split is such a split (its step outputs serve)."""
+        if "calibration" not in self.splits:
+            return None
+        return self._loader("calibration", shuffle=False)
+
 
 class ContaminatedDataModule(ImageSplitsDataModule):
     """Inlier classes plus sampled outliers, split by an evaluation protocol.
