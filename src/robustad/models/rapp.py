@@ -8,7 +8,8 @@ so layers and directions that differ a lot even for normal data count less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -69,12 +70,12 @@ class NAPStatistics(nn.Module):
         if first is None:
             raise ValueError("NAP needs at least 2 training samples, got 0")
         if first.shape[1] > dense_limit:
-            self.fit(torch.cat(list(_chain(first, iterator))))
+            self.fit(torch.cat([first, *iterator]))
             return
         total = torch.zeros(first.shape[1], dtype=torch.float64, device=first.device)
         gram = torch.zeros(first.shape[1], first.shape[1], dtype=torch.float64, device=first.device)
         n = 0
-        for batch in _chain(first, iterator):
+        for batch in itertools.chain([first], iterator):
             batch = batch.double()
             total += batch.sum(dim=0)
             gram += batch.T @ batch
@@ -116,16 +117,3 @@ class NAPStatistics(nn.Module):
                     self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device)
                 )
         super()._load_from_state_dict(state_dict, prefix, *args)
-
-
-def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
-    yield first
-    yield from rest
-
-
-def collect_differences(
-    hidden: Any, reconstruct: Any, batches: Iterable[torch.Tensor]
-) -> torch.Tensor:
-    """d(x) for every image of `batches`, using `hidden(x) -> list` and `reconstruct(x) -> x~`."""
-    with torch.no_grad():
-        return torch.cat([path_differences(hidden(x), hidden(reconstruct(x))) for x in batches])

@@ -79,7 +79,29 @@ def trace(
     return outputs
 
 
-class MLPAutoencoder(nn.Module):
+class FlatAutoencoder(nn.Module):
+    """An `encoder` and `decoder` over flattened images, built by subclasses: encode flattens,
+    decode restores `input_shape`, RaPP's pathway is the encoder's outputs at `trace_points`."""
+
+    encoder: nn.Sequential
+    decoder: nn.Sequential
+    input_shape: tuple[int, ...]
+    trace_points: tuple[type[nn.Module], ...] = ACTIVATION_TYPES
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return trace(self.encoder, x.flatten(1), self.trace_points)
+
+
+class MLPAutoencoder(FlatAutoencoder):
     """Flatten -> MLP encoder -> latent -> mirrored MLP decoder -> image shape."""
 
     def __init__(
@@ -100,15 +122,3 @@ class MLPAutoencoder(nn.Module):
         self.decoder = mlp(
             [latent_dim, *reversed(hidden_dims), n_in], activation, batch_norm, output_activation
         )
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, *self.input_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return trace(self.encoder, x.flatten(1))

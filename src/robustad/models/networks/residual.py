@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
-from robustad.models.networks.mlp import ACTIVATION_TYPES, check_latent_dim, check_widths, trace
+from robustad.models.networks.mlp import (
+    ACTIVATION_TYPES,
+    FlatAutoencoder,
+    check_latent_dim,
+    check_widths,
+)
 from robustad.models.networks.mlp import activation as make_activation
 
 
@@ -70,8 +75,10 @@ def residual_mlp(
     return nn.Sequential(*layers)
 
 
-class ResidualAutoencoder(nn.Module):
+class ResidualAutoencoder(FlatAutoencoder):
     """Residual MLP encoder to `latent_dim`, mirrored residual MLP decoder."""
+
+    trace_points = RESIDUAL_TRACE_POINTS
 
     def __init__(
         self,
@@ -93,15 +100,3 @@ class ResidualAutoencoder(nn.Module):
             *residual_mlp(latent_dim, widths[::-1], n_in, n_layers, activation, residual),
             make_activation(output_activation),
         )
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, *self.input_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return trace(self.encoder, x.flatten(1), RESIDUAL_TRACE_POINTS)

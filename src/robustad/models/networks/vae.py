@@ -13,11 +13,10 @@ import torch
 from torch import nn
 
 from robustad.models.networks.mlp import (
-    ACTIVATION_TYPES,
+    FlatAutoencoder,
     check_latent_dim,
     check_widths,
     mlp,
-    trace,
 )
 from robustad.models.networks.mlp import activation as make_activation
 from robustad.models.networks.residual import RESIDUAL_TRACE_POINTS, check_stages, residual_mlp
@@ -32,12 +31,8 @@ class VAEOutput(NamedTuple):
     logvar: torch.Tensor  # posterior log variance, (B, latent)
 
 
-class GaussianVAE(nn.Module):
+class GaussianVAE(FlatAutoencoder):
     """Shared VAE logic; subclasses build `encoder` (to 2 x latent) and `decoder` (to pixels)."""
-
-    encoder: nn.Sequential
-    decoder: nn.Sequential
-    trace_points: tuple[type[nn.Module], ...] = ACTIVATION_TYPES
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int) -> None:
         super().__init__()
@@ -49,9 +44,6 @@ class GaussianVAE(nn.Module):
         mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, *self.input_shape)
-
     def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mu + sigma * eps: the sample stays differentiable in mu and sigma."""
         return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
@@ -59,9 +51,6 @@ class GaussianVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.encode(x)
         return VAEOutput(self.decode(self.sample(mu, logvar)), mu, logvar)
-
-    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return trace(self.encoder, x.flatten(1), self.trace_points)
 
 
 class MLPVAE(GaussianVAE):
