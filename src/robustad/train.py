@@ -285,6 +285,24 @@ def fit_and_test(cfg: DictConfig, metrics: dict[str, Any], resume_from: Path | N
     metrics.update(
         {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     )
+    if getattr(datamodule, "has_split", lambda name: True)("test"):
+        run_test(cfg, metrics, trainer, model, datamodule, watch)
+    else:
+        log.info("no labelled test images (e.g. data.test_dir): trained, nothing to test")
+    metrics["history"] = history.epochs
+    if resume_from is not None:
+        metrics["resumed_from"] = str(resume_from)
+
+
+def run_test(
+    cfg: DictConfig,
+    metrics: dict[str, Any],
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    watch: InterruptWatch,
+) -> None:
+    """Test the weights `test_ckpt` names and add the results to `metrics`."""
     test_ckpt = cfg.get("test_ckpt", "last")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt_path = best if test_ckpt == "best" and best else None
@@ -296,6 +314,3 @@ def fit_and_test(cfg: DictConfig, metrics: dict[str, Any], resume_from: Path | N
         )
     metrics.update(test_metrics(test_results[0], model.calibration))
     metrics["tested_checkpoint"] = ckpt_path or "last weights"
-    metrics["history"] = history.epochs
-    if resume_from is not None:
-        metrics["resumed_from"] = str(resume_from)

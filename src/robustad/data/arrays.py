@@ -88,7 +88,7 @@ class ArrayDataModule(ImageSplitsDataModule):
         int_at_least(self.KEY_PREFIX + "seed", seed, 0)
         if contamination is not None:
             require(
-                "contamination",
+                self.KEY_PREFIX + "contamination",
                 contamination,
                 is_number(contamination) and 0.0 <= contamination < 0.5,
                 "a fraction 0 <= c < 0.5 (the expected share of outliers)",
@@ -153,6 +153,9 @@ class ArrayDataModule(ImageSplitsDataModule):
             )
         return sizes["outliers"] / sizes["n"]
 
+    def has_split(self, name: str) -> bool:
+        return name in self.splits
+
     def setup(self, stage: str | None = None) -> None:
         needed = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}
         name = needed.get(stage or "fit")
@@ -169,8 +172,8 @@ class FolderDataModule(ArrayDataModule):
 
     def __init__(
         self,
-        train_dir: str,
-        image_shape: Sequence[int],
+        train_dir: str | None,
+        image_shape: Sequence[int] | None,
         test_dir: str | None = None,
         contamination: float | None = None,
         val_fraction: float = 0.1,
@@ -182,13 +185,15 @@ class FolderDataModule(ArrayDataModule):
         from robustad.images import read_folder
 
         self.dataset = dataset
-        _, train = read_folder(Path(train_dir), "data.train_dir")
+        if train_dir is None:
+            raise ConfigError("data.train_dir", None, "the folder of training images")
+        _, train = read_folder(Path(train_dir).expanduser(), "data.train_dir")
         check_folder_shape(train, image_shape, "data.train_dir", train_dir)
         test_images = test_targets = None
         if test_dir is not None:
             parts = []
             for target, sub in enumerate(("inliers", "outliers")):
-                folder = Path(test_dir) / sub
+                folder = Path(test_dir).expanduser() / sub
                 _, images = read_folder(folder, "data.test_dir")
                 check_folder_shape(images, image_shape, "data.test_dir", folder)
                 parts.append((images, np.full(len(images), target)))
@@ -207,11 +212,13 @@ class FolderDataModule(ArrayDataModule):
         )
 
 
-def check_folder_shape(images: np.ndarray, expected: Sequence[int], key: str, where: Any) -> None:
+def check_folder_shape(
+    images: np.ndarray, expected: Sequence[int] | None, key: str, where: Any
+) -> None:
     got = list(images.shape[1:])
-    if got != [int(n) for n in expected]:
+    if expected is None or got != [int(n) for n in expected]:
         raise ConfigError(
             "data.image_shape",
             list(expected),
-            f"{got} (channels, height, width), the shape of the images in {key}={where}",
+            f"{got} ([channels, height, width] of the images in {key}={where})",
         )
