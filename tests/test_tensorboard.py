@@ -57,9 +57,8 @@ def test_event_files_hold_every_diagnostic(make_cfg) -> None:
     events = load_events(log_dir)
     for stage in ("val", "test"):
         assert {f"{stage}/scores_inliers", f"{stage}/scores_outliers"} <= tags(events, "histograms")
-        assert {f"{stage}/highest_lowest_scored", f"{stage}/roc_pr_curves"} <= tags(
-            events, "images"
-        )
+        drawn = {"highest_lowest_scored", "roc_pr_curves", "score_histogram"}
+        assert {f"{stage}/{name}" for name in drawn} <= tags(events, "images")
         assert f"{stage}/pr_curve" in tags(events, "tensors")
     # every_n_epochs=2 over 2 epochs: validation drawn once, at the last epoch.
     val_steps = [
@@ -74,14 +73,16 @@ def test_event_files_hold_every_diagnostic(make_cfg) -> None:
         for acc in events
         if "test/highest_lowest_scored" in acc.Tags()["images"]
     )
-    assert grid.height > grid.width / 4  # four rows: high, reconstructions, low, reconstructions
+    # six rows (highest: images, reconstructions, error maps; lowest: the same) of 8 columns
+    assert grid.height > grid.width / 2
     # Embedding projector: config plus metadata with class labels, capped at max_embeddings.
     assert "val/latent" in (log_dir / "projector_config.pbtxt").read_text()
     metadata = next(log_dir.glob("*/test%2flatent/metadata.tsv")).read_text().splitlines()
     assert metadata[0].split("\t") == ["label", "target"] and len(metadata) == 1 + 50
     assert {row.split("\t")[1] for row in metadata[1:]} <= {"inlier", "outlier"}
-    # hparams tab: the run's config against its final test metrics.
-    content = [plugin_content(acc, "hparams") for acc in events]
+    # hparams tab: the run's config against its final val and test metrics (own subfolder).
+    hparams_events = load_events(log_dir / "hparams")
+    content = [plugin_content(acc, "hparams") for acc in hparams_events]
     content = next(c for c in content if c)
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/experiment"]
@@ -89,7 +90,9 @@ def test_event_files_hold_every_diagnostic(make_cfg) -> None:
     assert {"data.contamination", "seed", "model._target_"} <= {
         h.name for h in experiment.hparam_infos
     }
-    assert {"test/auroc", "test/ap", "test/f1"} <= {m.name.tag for m in experiment.metric_infos}
+    assert {"test/auroc", "test/ap", "test/f1", "val/auroc"} <= {
+        m.name.tag for m in experiment.metric_infos
+    }
 
 
 @pytest.mark.parametrize("overrides", [["logger=csv", "trainer.max_epochs=1"], ["debug=fdr"]])

@@ -7,13 +7,11 @@ error maps, latent codes, and the hparams tab; no second pass over the data.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
@@ -41,28 +39,32 @@ def _flat_hparams(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class _Extremes:
-    """The k highest- and k lowest-scored images seen so far, kept by merging each batch in."""
+    """The k highest- and k lowest-scored images seen so far (with their scores, class labels
+    and targets), kept by merging each batch in."""
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.high: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.low: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.high: list[torch.Tensor] | None = None  # [scores, images, labels, targets]
+        self.low: list[torch.Tensor] | None = None
 
     def _merge(
+        self, kept: list[torch.Tensor] | None, new: list[torch.Tensor], largest: bool
+    ) -> list[torch.Tensor]:
+        if kept is not None:
+            new = [torch.cat([a, b]) for a, b in zip(kept, new, strict=True)]
+        idx = new[0].topk(min(self.k, len(new[0])), largest=largest).indices
+        return [t[idx] for t in new]
+
+    def add(
         self,
-        kept: tuple[torch.Tensor, torch.Tensor] | None,
         scores: torch.Tensor,
         images: torch.Tensor,
-        largest: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if kept is not None:
-            scores, images = torch.cat([kept[0], scores]), torch.cat([kept[1], images])
-        idx = scores.topk(min(self.k, len(scores)), largest=largest).indices
-        return scores[idx], images[idx]
-
-    def add(self, scores: torch.Tensor, images: torch.Tensor) -> None:
-        self.high = self._merge(self.high, scores, images, largest=True)
-        self.low = self._merge(self.low, scores, images, largest=False)
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> None:
+        new = [scores.detach(), images, labels, targets]
+        self.high = self._merge(self.high, new, largest=True)
+        self.low = self._merge(self.low, new, largest=False)
 
 
 class _EpochBuffer:
@@ -115,6 +117,8 @@ class TensorBoardDiagnostics(pl.Callback):
         self.figures_every_n_epochs = figures_every_n_epochs
         self._buffer: _EpochBuffer | None = None
         self._warned: set[str] = set()
+        self._hparams_written = False
+        self._last_val: dict[str, float] = {}  # the latest validation's val/* metrics
 
     @staticmethod
     def _writer(trainer: pl.Trainer) -> Any:
@@ -154,7 +158,7 @@ class TensorBoardDiagnostics(pl.Callback):
         if room > 0:
             buf.scores.add(scores[:room], batch["target"][:room])
         if buf.extremes is not None:
-            buf.extremes.add(scores.detach(), images)
+            buf.extremes.add(scores, images, batch["label"], batch["target"])
         room = buf.max_embeddings - buf.n_codes()
         if room > 0 and "embeddings" not in self._warned:
             try:
@@ -188,6 +192,12 @@ class TensorBoardDiagnostics(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, pl_module, "val")
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._last_val = {
+                k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+            }
+
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(trainer, True)
 
@@ -206,12 +216,25 @@ class TensorBoardDiagnostics(pl.Callback):
         self._write(trainer, pl_module, "test")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """The hparams tab: the run's config against its final test metrics, one row per run."""
-        writer = self._writer(trainer)
-        if writer is None:
-            return
-        from torch.utils.tensorboard.summary import hparams
+        self._write_hparams(trainer, pl_module)
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A failed run still gets its row in the hparams tab, with the metrics it reached."""
+        try:
+            self._write_hparams(trainer, pl_module, failed=True)
+        except Exception as exc:  # never hide the original failure
+            rank_zero_warn(f"could not write the hparams row after a failure: {exc}")
+
+    def _write_hparams(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, failed: bool = False
+    ) -> None:
+        """The hparams tab: the run's config against its final val/* and test/* metrics, one
+        row per run (SummaryWriter.add_hparams, in the run's `hparams` subfolder)."""
+        writer = self._writer(trainer)
+        if writer is None or self._hparams_written:
+            return
         config = getattr(pl_module, "run_config", None)
         source = (
             {k: config[k] for k in ("model", "data", "seed") if k in config}
@@ -219,16 +242,17 @@ class TensorBoardDiagnostics(pl.Callback):
             else dict(pl_module.hparams)
         )
         params = {k: v for k, v in _flat_hparams(source).items() if not k.endswith("_dir")}
-        metrics = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
-        }
+        params["status"] = "failed" if failed else "done"
+        metrics = dict(self._last_val)  # testing resets callback_metrics to test/* alone
+        metrics.update(
+            (k, float(v))
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("val/", "test/")) and v.numel() == 1
+        )
         if not metrics:
             return
-        # The values are the scalars already logged under the same tags in this run.
-        file_writer = writer._get_file_writer()
-        for summary in hparams(params, metrics):
-            file_writer.add_summary(summary)
-        file_writer.flush()
+        writer.add_hparams(params, metrics, run_name="hparams")
+        self._hparams_written = True
 
     # --- drawing ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -250,10 +274,17 @@ class TensorBoardDiagnostics(pl.Callback):
             )
             if buf.figures:
                 self._roc_figure(writer, f"{stage}/roc_pr_curves", scores, outlier, step)
-        if buf.extremes is not None and buf.extremes.high is not None:
-            writer.add_image(
-                f"{stage}/highest_lowest_scored", self._extremes_grid(pl_module, buf.extremes), step
+        if buf.figures:
+            threshold = pl_module.calibration.threshold_info()
+            histogram = self._histogram_figure(
+                scores, outlier, threshold["value"] if threshold else None
             )
+            if histogram is not None:
+                writer.add_image(f"{stage}/score_histogram", histogram, step, dataformats="HWC")
+        if buf.extremes is not None and buf.extremes.high is not None:
+            grid = self._extremes_figure(pl_module, buf.extremes)
+            if grid is not None:
+                writer.add_image(f"{stage}/highest_lowest_scored", grid, step, dataformats="HWC")
         if buf.codes:
             labels, target, images = (
                 torch.cat(parts) for parts in zip(*buf.code_meta, strict=True)
@@ -272,37 +303,92 @@ class TensorBoardDiagnostics(pl.Callback):
             )
         writer.flush()
 
-    @staticmethod
-    def _extremes_grid(pl_module: pl.LightningModule, extremes: _Extremes) -> torch.Tensor:
-        """Rows: highest-scored images, their reconstructions, lowest-scored, theirs."""
-        from torchvision.utils import make_grid
+    def _extremes_figure(
+        self, pl_module: pl.LightningModule, extremes: _Extremes
+    ) -> np.ndarray | None:
+        """Highest- and lowest-scored images, each titled with its score and true class (and
+        whether it is an outlier), above its reconstruction and error map |x - x~| (one colour
+        scale for all error maps)."""
+        figure = self._figure_module()
+        if figure is None:
+            return None
+        blocks = [("highest", extremes.high), ("lowest", extremes.low)]
+        k = len(extremes.high[0])
+        fig = figure.Figure(figsize=(1.2 * k, 7.5), dpi=80)
+        axes = fig.subplots(6, k, squeeze=False)
+        drawn = []
+        for name, (scores, images, labels, targets) in blocks:
+            recon = pl_module.reconstruct(images)
+            error = (images - recon).abs().mean(dim=1, keepdim=True)
+            drawn.append((name, scores, images, recon, error, labels, targets))
+        # One colour scale for every error map, so a small error looks small.
+        error_max = max(float(d[4].max()) for d in drawn) or 1.0
+        for block, (name, scores, images, recon, error, labels, targets) in enumerate(drawn):
+            for col in range(k):
+                for row, (what, tensor) in enumerate(
+                    (("image", images), ("reconstruction", recon), ("|error|", error))
+                ):
+                    ax = axes[3 * block + row, col]
+                    top = 1.0 if row < 2 else error_max
+                    cmap = "gray" if row < 2 else "magma"
+                    ax.imshow(_displayable(tensor[col]), cmap=cmap, vmin=0.0, vmax=top)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if col == 0:
+                        ax.set_ylabel(f"{name}\n{what}" if row == 0 else what, fontsize=7)
+                kind = "outlier" if int(targets[col]) > 0 else "inlier"
+                axes[3 * block, col].set_title(
+                    f"{float(scores[col]):.3g}\nclass {int(labels[col])} ({kind})", fontsize=7
+                )
+        fig.tight_layout()
+        return _render(fig)
 
-        high, low = extremes.high[1], extremes.low[1]
-        rows = [high, pl_module.reconstruct(high), low, pl_module.reconstruct(low)]
-        grid = torch.cat([r.float().clamp(0, 1).cpu() for r in rows])
-        scale = max(1, math.ceil(28 / grid.shape[-1]))  # 8x8 digits are unreadable at 1:1
-        if scale > 1:
-            grid = F.interpolate(grid, scale_factor=scale, mode="nearest")
-        return make_grid(grid, nrow=len(high), padding=2, pad_value=1.0)
+    def _histogram_figure(
+        self, scores: torch.Tensor, outlier: torch.Tensor, threshold: float | None
+    ) -> np.ndarray | None:
+        """Inlier and outlier score histograms on shared bins, the threshold as a line."""
+        figure = self._figure_module()
+        if figure is None:
+            return None
+        fig = figure.Figure(figsize=(6, 3.5), dpi=80)
+        ax = fig.subplots()
+        bins = np.histogram_bin_edges(scores.numpy(), bins=50)
+        for name, mask, color in (
+            ("inliers", ~outlier, "tab:blue"),
+            ("outliers", outlier, "tab:red"),
+        ):
+            if mask.any():
+                ax.hist(scores[mask].numpy(), bins=bins, alpha=0.6, color=color,
+                        label=f"{name} ({int(mask.sum())})")  # fmt: skip
+        if threshold is not None:
+            ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+        ax.set(xlabel="anomaly score (higher = more anomalous)", ylabel="images")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return _render(fig)
+
+    def _figure_module(self) -> Any:
+        """matplotlib.figure (a dependency; a broken install warns once and draws nothing)."""
+        try:
+            from matplotlib import figure
+        except ImportError:
+            self._warn_once("matplotlib", "matplotlib is not installed: no figures in TensorBoard")
+            return None
+        return figure
 
     def _roc_figure(
         self, writer: Any, tag: str, scores: torch.Tensor, outlier: torch.Tensor, step: int
     ) -> None:
         """ROC and precision-recall curves side by side (TensorBoard has no ROC plugin)."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            self._warn_once(
-                "matplotlib", "matplotlib is not installed: no ROC figure in TensorBoard"
-            )
+        figure = self._figure_module()
+        if figure is None:
             return
         from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
         y, s = outlier.numpy(), scores.numpy()
         fpr, tpr, _ = roc_curve(y, s)
         precision, recall, _ = precision_recall_curve(y, s)
-        fig = Figure(figsize=(8, 4), dpi=80)
+        fig = figure.Figure(figsize=(8, 4), dpi=80)
         roc_ax, pr_ax = fig.subplots(1, 2)
         roc_ax.plot(fpr, tpr, label=f"AUROC {auc(fpr, tpr):.3f}")
         roc_ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
@@ -312,7 +398,19 @@ class TensorBoardDiagnostics(pl.Callback):
         for ax in (roc_ax, pr_ax):
             ax.legend(loc="lower right")
         fig.tight_layout()
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        image = np.asarray(canvas.buffer_rgba())[..., :3]
-        writer.add_image(tag, image, step, dataformats="HWC")
+        writer.add_image(tag, _render(fig), step, dataformats="HWC")
+
+
+def _render(fig: Any) -> np.ndarray:
+    """A matplotlib figure as an (H, W, 3) uint8 image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _displayable(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] as what imshow takes: (H, W) grayscale or (H, W, 3)."""
+    x = image.detach().float().clamp(0, 1).cpu()
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
