@@ -6,6 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
 from robustad.models.base import EpochScores
 from robustad.thresholds import check_method, choose_threshold
@@ -35,6 +36,7 @@ class AnomalyThreshold(pl.Callback):
         check_method(method, value, contamination)
         self.method, self.value, self.contamination = method, value, contamination
         self._scores = EpochScores()
+        self._warned = False
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._scores = EpochScores()
@@ -59,6 +61,13 @@ class AnomalyThreshold(pl.Callback):
         if contamination is None and self.method == "contamination":
             # e.g. an outlier_ratio protocol: the training split's outlier share
             contamination = trainer.datamodule.train_contamination
+        if self.method == "contamination" and contamination == 0 and not self._warned:
+            self._warned = True
+            rank_zero_warn(
+                "callbacks.threshold: contamination 0 puts the threshold at the highest held-out "
+                "score, so new data is almost never flagged; for clean training data use "
+                "callbacks.threshold.method=iqr (or mad)"
+            )
         value = choose_threshold(self.method, scores, targets, contamination, self.value)
         pl_module.calibration.set_threshold(value, self.method)
         self._scores = EpochScores()
