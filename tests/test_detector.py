@@ -94,3 +94,44 @@ def test_bad_images_and_unknown_model_are_refused() -> None:
         Detector(model="nosuchmodel").fit(np.zeros((20, 8, 8), dtype=np.uint8))
     with pytest.raises(RobustADError, match="not fitted"):
         Detector(model="pca").decision_function(np.zeros((2, 8, 8), dtype=np.uint8))
+
+
+def test_checkpoints_written_without_hydra_score_and_load(tmp_path: Path) -> None:
+    """A detector built and trained in plain Python + Lightning describes itself in its
+    checkpoint: robustad-score, eval's loader and load_from_checkpoint all rebuild it."""
+    import functools
+
+    import pytorch_lightning as pl
+
+    from robustad.callbacks import AnomalyThreshold
+    from robustad.data.arrays import ArrayDataModule
+    from robustad.models.networks import MLPAutoencoder
+    from robustad.models.robust import TrimmedLoss
+    from robustad.score import main as score_main
+
+    train, _, test_x, _ = contaminated_digits(0.1)
+    model = AEModule(
+        net=MLPAutoencoder(input_shape=(1, 8, 8), hidden_dims=[32], latent_dim=8),
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1e-3),
+        robust=TrimmedLoss(contamination=0.1),
+    )
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[AnomalyThreshold(contamination=0.1)],
+    )
+    trainer.fit(model, datamodule=ArrayDataModule(train, contamination=0.1, batch_size=32))
+    ckpt = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = AEModule.load_from_checkpoint(ckpt)
+    x = torch.from_numpy(test_x).float().unsqueeze(1) / 255.0
+    model.eval()
+    assert torch.equal(loaded.anomaly_score(x), model.anomaly_score(x))
+    np.save(tmp_path / "x.npy", test_x)
+    out = tmp_path / "s.csv"
+    args = ["--ckpt", str(ckpt), "--input", str(tmp_path / "x.npy"), "--output", str(out)]
+    assert score_main([*args, "--device", "cpu"]) == 0
+    assert len(out.read_text().splitlines()) == 1 + len(test_x)

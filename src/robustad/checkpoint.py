@@ -222,6 +222,40 @@ def trained_image_shape(checkpoint: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(n) for n in checkpoint[CONFIG_KEY]["data"]["image_shape"])
 
 
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain_value(v) for v in value]
+    return value
+
+
+def _node(registry: dict[str, type], obj_or_cls: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    target = next((name for name, known in registry.items() if known is cls), None)
+    if target is None:
+        raise RobustADError(
+            f"{cls.__name__} is not a class robustad can rebuild from a checkpoint "
+            f"(one of {sorted(registry)})"
+        )
+    return {"_target_": target, **{k: _plain_value(v) for k, v in arguments.items()}}
+
+
+def describe(model: AnomalyModule) -> dict[str, Any]:
+    """The run config of a detector built in plain Python (no Hydra): its registered classes
+    and constructor arguments as plain values, enough for `build_model` and the scorer."""
+    node = _node(MODULES, model, dict(model.hparams))
+    node["net"] = _node(NETWORKS, model.net, model.net.init_arguments)
+    for slot, factory in (
+        ("optimizer", model.optimizer_factory),
+        ("scheduler", model.scheduler_factory),
+    ):
+        if isinstance(factory, functools.partial):
+            node[slot] = {**_node(SLOTS[slot], factory.func, factory.keywords), "_partial_": True}
+    if model.robust is not None:
+        node["robust"] = _node(ROBUST, model.robust, model.robust.init_arguments)
+    image_shape = _plain_value(model.net.init_arguments["input_shape"])
+    return {"model": node, "data": {"image_shape": image_shape}}
+
+
 def upgraded_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The checkpoint's state_dict in today's layout: checkpoints from before calibration was
     module state kept the NAP and score statistics at the top level and the threshold beside the

@@ -423,6 +423,8 @@ class AnomalyModule(pl.LightningModule):
         return model.to(map_location) if isinstance(map_location, str | torch.device) else model
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the resolved run config (plain types) so a checkpoint rebuilds its model alone."""
-        if self.run_config is not None:
-            checkpoint["robustad_config"] = self.run_config
+        """Store the resolved run config (plain types) so a checkpoint rebuilds its model alone;
+        a detector built without Hydra describes itself from its constructor arguments."""
+        from robustad.checkpoint import CONFIG_KEY, describe
+
+        checkpoint[CONFIG_KEY] = self.run_config if self.run_config is not None else describe(self)

@@ -17,6 +17,7 @@ import math
 import torch
 
 from robustad.errors import ConfigError
+from robustad.models.arguments import RecordsArguments
 
 # A loss above median + MAD_CUTOFF * 1.4826 * MAD is an outlier's (3 sigma for a normal bulk).
 MAD_CUTOFF = 3.0
@@ -32,7 +33,7 @@ def outlier_share(contamination: float | None, outlier_ratio: float | None) -> f
     return None
 
 
-class TrimmedLoss:
+class TrimmedLoss(RecordsArguments):
     """Sample weights for a batch: 0 for its `fraction` highest losses after `warmup_epochs`, 1
     for the rest.
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
+from robustad.models.arguments import RecordsArguments
 from robustad.models.networks.mlp import activation as make_activation
 from robustad.models.networks.mlp import trace
 
@@ -120,7 +121,7 @@ def conv_stacks(
     return features, n_features, decoder
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(RecordsArguments, nn.Module):
     """Conv encoder -> linear latent code -> linear -> transposed-conv decoder, any (C, H, W)."""
 
     def __init__(

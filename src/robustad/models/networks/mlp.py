@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
+from robustad.models.arguments import RecordsArguments
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -79,7 +80,7 @@ def trace(
     return outputs
 
 
-class FlatAutoencoder(nn.Module):
+class FlatAutoencoder(RecordsArguments, nn.Module):
     """An `encoder` and `decoder` over flattened images, built by subclasses: encode flattens,
     decode restores `input_shape`, RaPP's pathway is the encoder's outputs at `trace_points`."""
 

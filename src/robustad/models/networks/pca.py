@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
+from robustad.models.arguments import RecordsArguments
 
 
-class PCAReconstructor(nn.Module):
+class PCAReconstructor(RecordsArguments, nn.Module):
     """x -> mean + C^T C (x - mean), C = the top-`rank` principal directions of the training data.
 
     Training statistics (count, sum, sum of outer products) accumulate in float64 over any number

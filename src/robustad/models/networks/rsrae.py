@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustad.errors import ConfigError
+from robustad.models.arguments import RecordsArguments
 from robustad.models.networks.conv import conv_stacks
 from robustad.models.networks.mlp import check_widths, mlp, trace
 
@@ -34,7 +35,7 @@ class RSRAEOutput(NamedTuple):
     x_hat: torch.Tensor  # reconstruction, input shape
 
 
-class RSRNetwork(nn.Module):
+class RSRNetwork(RecordsArguments, nn.Module):
     """Shared forward: encoder to D dims, RSR layer to d dims, optional L2 renorm, decoder."""
 
     input_shape: tuple[int, ...]
