@@ -186,11 +186,13 @@ def test_cli_prints_the_table_and_rejects_an_empty_folder(
     assert "no metrics.json" in capsys.readouterr().err
 
 
-def test_script_wrapper(sweep: Path, tmp_path: Path) -> None:
+def test_module_entry_point(sweep: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "report.py"),
+            "-m",
+            "robustad",
+            "report",
             str(sweep),
             "--out",
             str(tmp_path / "o"),
