@@ -382,3 +382,32 @@ def test_score_reads_jpeg_and_grayscale_images(trained: dict[str, Any], tmp_path
         warnings.simplefilter("error")  # no "not writable" warning from numpy -> torch
         args = ["--ckpt", str(trained["ckpt"]), "--input", str(tmp_path / "one.png")]
         assert score_main([*args, "--output", str(single)]) == 0
+
+
+@pytest.mark.parametrize("model", ["ae", "cae", "vae", "rvae", "rae", "pca", "rsrae", "rsrae_conv"])
+def test_every_model_checkpoints_evaluates_and_scores(tmp_path: Path, model: str) -> None:
+    """Train one epoch, then eval.py and robustad-score from the last checkpoint alone: the
+    same test metrics, the stored threshold, scores equal to the Python API's."""
+    from test_models_training import TINY as TINY_NETS
+
+    from robustad import Detector
+
+    overrides = [f"model={model}", *TINY_NETS[model], "data=digits", "trainer=cpu", "logger=csv"]
+    trained_metrics = train(
+        compose_cfg("train", [*overrides, "trainer.max_epochs=1"], tmp_path / "run")
+    )
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    evaluated = evaluate(compose_cfg("eval", [f"ckpt_path={ckpt}", "trainer=cpu"], tmp_path / "ev"))
+    for key in ("test/auroc", "test/ap", "test/f1", "test/threshold"):
+        assert evaluated[key] == pytest.approx(trained_metrics[key], rel=1e-5), key
+    images = digits_test_images(16)
+    np.save(tmp_path / "x.npy", images)
+    out = tmp_path / "s.csv"
+    args = ["--ckpt", str(ckpt), "--input", str(tmp_path / "x.npy"), "--output", str(out)]
+    assert score_main([*args, "--device", "cpu"]) == 0
+    rows = read_rows(out)
+    scores = np.array([float(r["score"]) for r in rows])
+    np.testing.assert_allclose(Detector.load(ckpt).decision_function(images), scores, rtol=1e-5)
+    threshold = trained_metrics["test/threshold"]
+    assert [int(r["label"]) for r in rows] == [int(s > threshold) for s in scores]
