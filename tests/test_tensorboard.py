@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,28 @@ def test_no_tensorboard_logger_is_a_no_op(make_cfg, overrides: list[str]) -> Non
 def test_bad_settings_name_the_key(key: str, value: int) -> None:
     with pytest.raises(ConfigError, match=f"callbacks.tensorboard.{key}"):
         TensorBoardDiagnostics(**{key: value})
+
+
+def test_a_failed_run_still_gets_its_hparams_row(make_cfg, monkeypatch) -> None:
+    from robustad.models.base import AnomalyModule
+
+    def fail_in_second_epoch(self: AnomalyModule) -> None:
+        if self.current_epoch == 1:
+            raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(AnomalyModule, "on_train_epoch_start", fail_in_second_epoch)
+    cfg = make_cfg([*TINY, "trainer.max_epochs=3"])
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train(cfg)
+    written = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert written["status"] == "failed"
+    hparams_events = load_events(Path(cfg.paths.output_dir) / "tensorboard" / "hparams")
+    content = next(c for c in (plugin_content(acc, "hparams") for acc in hparams_events) if c)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]
+    ).experiment
+    assert "val/auroc" in {m.name.tag for m in experiment.metric_infos}
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
+    assert session.hparams["status"].string_value == "failed"
