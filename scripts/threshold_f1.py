@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from robustad.checkpoint import CONFIG_KEY, build_datamodule, build_model, load_checkpoint
+from robustad.report import score_name
 from robustad.thresholds import binary_report, choose_threshold, f1_threshold
 
 RULES = ("contamination", "mad", "iqr")
@@ -57,7 +58,7 @@ def run_row(ckpt: Path, data_dir: str | None) -> tuple[tuple[str, ...], dict[str
         row[rule] = binary_report(test_scores, test_targets, threshold)["f1"]
     key = (
         config.get("config_choices", {}).get("model", "?"),
-        config["model"].get("score", "?"),
+        score_name(config["model"].get("score")),
         config["data"].get("protocol", "?"),
     )
     return key, row

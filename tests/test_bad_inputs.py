@@ -110,11 +110,15 @@ TRAIN_CASES: list[tuple[str, list[str] | Overrides, str]] = [
     ("severity 9", ["data.outlier_source=corruption", "data.severity=9"], r"data\.severity.*9"),
     ("corruption unknown", ["data.outlier_source=corruption", "data.corruptions=[x]"], r"x"),
     ("outlier source", ["data.outlier_source=aliens"], r"data\.outlier_source.*aliens"),
-    ("score unknown", ["model.score=nope"], r"model\.score.*nope"),
+    ("score metric unknown", ["model.score.metric=nope"], r"model\.score\.metric.*nope"),
     ("hidden width zero", ["model.net.hidden_dims=[0]"], r"model\.net\.hidden_dims.*0"),
     ("rsrae d >= D", ["model.net.d=200"], r"model\.net\.d.*200"),
     ("rsrae mode", ["model.mode=sideways"], r"model\.mode.*sideways"),
-    ("rapp components", ["model.rapp_components=0"], r"model\.rapp_components.*0"),
+    (
+        "rapp components",
+        ["model/score=rapp_nap", "model.score.components=0"],
+        r"model\.score\.components.*0",
+    ),
     ("data_dir is a file", data_dir_is_a_file, r"not-a-folder"),
     ("data_dir empty", empty_data_dir, r"MNIST"),
     ("idx truncated", mnist(truncate), r"train-images-idx3-ubyte.*(truncated|corrupt)"),
@@ -173,6 +177,7 @@ def run_cli(args: list[str], cwd: Path, script: str = "train.py") -> subprocess.
         pytest.param(["trainer.max_epoch=3"], ["trainer.max_epoch"], id="typo'd key"),
         pytest.param(["+trainer.max_epochs=3"], ["trainer.max_epochs"], id="plus on existing"),
         pytest.param(["experiment=nope"], ["experiment/nope"], id="unknown experiment"),
+        pytest.param(["model/score=nope"], ["model/score/nope", "rapp_nap"], id="unknown score"),
     ],
 )
 def test_cli_composition_errors_are_one_message(tmp_path: Path, args, expected) -> None:

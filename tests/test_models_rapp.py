@@ -9,6 +9,7 @@ from torch import nn
 from robustad.models import AEModule
 from robustad.models.networks import MLPAutoencoder
 from robustad.models.rapp import NAPStatistics
+from robustad.models.scoring import RaPP
 
 
 def hand_set_ae(score: str, rapp_from_input: bool = True) -> AEModule:
@@ -20,7 +21,8 @@ def hand_set_ae(score: str, rapp_from_input: bool = True) -> AEModule:
         decoder.weight.copy_(torch.tensor([[1.0], [1.0]]))
         nn.init.zeros_(encoder.bias)
         nn.init.zeros_(decoder.bias)
-    return AEModule(net, optimizer=torch.optim.SGD, score=score, rapp_from_input=rapp_from_input)
+    scorer = RaPP(score.removeprefix("rapp_"), from_input=rapp_from_input)
+    return AEModule(net, optimizer=torch.optim.SGD, score=scorer)
 
 
 def test_sap_matches_a_hand_computed_case() -> None:
@@ -58,7 +60,7 @@ def test_nap_module_scores_through_the_path_and_survives_a_state_dict() -> None:
     train = torch.rand(50, 1, 4, 4)
     model.eval()
     model.calibrate([train[:25], train[25:]])
-    differences = model.rapp_differences(train)
+    differences = model.score.differences(model, train)
     mean = differences.mean(0)
     _, s, vh = torch.linalg.svd(differences - mean, full_matrices=False)
     keep = s > 1e-5 * s[0]

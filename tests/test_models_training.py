@@ -97,7 +97,7 @@ def test_far_off_input_scores_higher_after_a_short_fit(make_cfg, name: str) -> N
 @pytest.mark.parametrize("score", ["l2", "l21", "l1", "cosine", "squared", "rapp_sap", "rapp_nap"])
 def test_every_score_ranks_far_off_inputs_higher(make_cfg, score: str) -> None:
     torch.manual_seed(0)
-    model = build(make_cfg, "ae", f"model.score={score}")
+    model = build(make_cfg, "ae", f"model/score={score}")
     x = inliers()
     fit(model, x, steps=100)
     far_off = 1.0 - inliers(8, seed=1)
@@ -108,7 +108,7 @@ def test_every_score_ranks_far_off_inputs_higher(make_cfg, score: str) -> None:
 
 def test_vae_negative_elbo_score_and_kl_warmup(make_cfg) -> None:
     torch.manual_seed(0)
-    model = build(make_cfg, "vae", "model.score=neg_elbo", "model.kl_warmup_steps=10")
+    model = build(make_cfg, "vae", "model/score=neg_elbo", "model.kl_warmup_steps=10")
     assert model.current_kl_weight() == 0.0  # step 0 of the warm-up
     x = inliers()
     fit(model, x, steps=100)
@@ -119,7 +119,7 @@ def test_vae_negative_elbo_score_and_kl_warmup(make_cfg) -> None:
 @pytest.mark.parametrize(
     ("name", "override", "key"),
     [
-        ("ae", "model.score=bogus", "model.score"),
+        ("ae", "model.score.metric=bogus", "model.score.metric"),
         ("vae", "model.kl_weight=-1", "model.kl_weight"),
         ("vae", "model.mc_samples=0", "model.mc_samples"),
         ("rsrae", "model.mode=sometimes", "model.mode"),
@@ -127,12 +127,13 @@ def test_vae_negative_elbo_score_and_kl_warmup(make_cfg) -> None:
         ("cae", "model.net.channels=[]", "model.net.channels"),
         ("cae", "model.net.kernel_sizes=[3,3,3]", "model.net.kernel_sizes"),
         ("pca", "model.net.rank=65", "model.net.rank"),
-        ("ae", "model.rapp_components=0", "model.rapp_components"),
+        ("ae", "model/score=rapp_nap model.score.components=0", "model.score.components"),
+        ("pca", "model/score=neg_elbo", "model.score"),
     ],
 )
 def test_bad_model_values_name_the_key(make_cfg, name: str, override: str, key: str) -> None:
     with pytest.raises(Exception) as info:
-        build(make_cfg, name, override)
+        build(make_cfg, name, *override.split())
     error = info.value
     while not isinstance(error, ConfigError) and error.__cause__ is not None:
         error = error.__cause__  # Hydra wraps errors raised while instantiating

@@ -157,7 +157,7 @@ def test_pca_checkpoint_moved_with_its_data_is_evaluated(make_cfg, tmp_path, mni
 
 
 def test_pca_with_nap_runs(make_cfg, tmp_path: Path) -> None:
-    metrics = train(make_cfg([*FAST, "model=pca", "model.score=rapp_nap"], tmp_path / "nap"))
+    metrics = train(make_cfg([*FAST, "model=pca", "model/score=rapp_nap"], tmp_path / "nap"))
     assert metrics["status"] == "done" and 0 <= metrics["test/auroc"] <= 1
 
 

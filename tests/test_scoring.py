@@ -118,7 +118,7 @@ def test_bad_threshold_settings_fail_before_training(
 def test_checkpoint_loads_weights_only_with_pyod_threshold(trained: dict[str, Any]) -> None:
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
     plain = (bool, int, float, str, type(None))
-    assert all(isinstance(v, plain) for v in checkpoint["hyper_parameters"].values())
+    assert all(isinstance(v, plain) for v in checkpoint.get("hyper_parameters", {}).values())
     assert "robustad_threshold" not in checkpoint  # no file is patched after fit
     model = build_model(checkpoint)
     stored = model.calibration.threshold_info()
@@ -157,13 +157,26 @@ def test_other_threshold_methods_are_stored(tmp_path: Path, method: str) -> None
         assert 0.0 <= metrics["test/f1"] <= 1.0
 
 
-def test_checkpoints_from_before_rapp_from_input_keep_the_input_layer(
-    trained: dict[str, Any],
-) -> None:
+def test_checkpoints_from_before_scorer_components_still_load(trained: dict[str, Any]) -> None:
+    """Older checkpoints named the score (`score: l2_cosine`, `rapp_from_input`) and kept its
+    statistics at the top level of the state dict; they load as today's components."""
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
-    assert build_model(checkpoint).rapp_from_input is False  # today's default, stored
-    del checkpoint["robustad_config"]["model"]["rapp_from_input"]
-    assert build_model(checkpoint).rapp_from_input is True  # how such a checkpoint was scored
+    today = build_model(checkpoint)
+    x = torch.from_numpy(digits_test_images()).unsqueeze(1).float() / 255.0
+    model_cfg = checkpoint["robustad_config"]["model"]
+    assert model_cfg["score"]["_target_"] == "robustad.models.scoring.Reconstruction"
+    model_cfg["score"] = "l2_cosine"
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.startswith("score.scaler.")]:
+        state[key.replace("score.scaler.", "score_scaler.")] = state.pop(key)
+    legacy = build_model(checkpoint)
+    assert torch.equal(legacy.anomaly_score(x), today.anomaly_score(x))
+    model_cfg["score"] = "rapp_sap"  # before rapp_from_input existed the pathway began at x
+    for key in [k for k in state if k.startswith("score_scaler.")]:
+        del state[key]  # sap fits no statistics
+    assert build_model(checkpoint).score.from_input is True
+    model_cfg["rapp_from_input"] = False
+    assert build_model(checkpoint).score.from_input is False
 
 
 def test_untrusted_model_target_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:

@@ -265,7 +265,7 @@ EXPECTED_GRIDS = {
     **{
         f"rapp_{ds}_unimodal": {
             "model": ["ae", "vae"],
-            "model.score": ["l2", "rapp_nap"],
+            "model/score": ["l2", "rapp_nap"],
             "data.inlier_classes": [f"[{k}]" for k in range(10)],
         }
         for ds in ("mnist", "fashion")
@@ -273,7 +273,7 @@ EXPECTED_GRIDS = {
     **{
         f"rapp_{ds}_multimodal": {
             "model": ["ae", "vae"],
-            "model.score": ["l2", "rapp_nap"],
+            "model/score": ["l2", "rapp_nap"],
             "data.outlier_classes": [f"[{k}]" for k in range(10)],
         }
         for ds in ("mnist", "fashion")

@@ -12,11 +12,11 @@ RUN=(python train.py -m experiment=dev_benchmark seed=0 "data.data_dir=$DATA" cp
 "${RUN[@]}" model=ae "hydra.sweep.dir=$OUT/new_ae_l2c" &
 "${RUN[@]}" model=rsrae "hydra.sweep.dir=$OUT/new_rsrae_l2c"
 wait
-"${RUN[@]}" model=ae,pca model.score=l2 "hydra.sweep.dir=$OUT/new_ae_pca" &
-"${RUN[@]}" model=rsrae model.score=l2 "hydra.sweep.dir=$OUT/new_rsrae"
+"${RUN[@]}" model=ae,pca model/score=l2 "hydra.sweep.dir=$OUT/new_ae_pca" &
+"${RUN[@]}" model=rsrae model/score=l2 "hydra.sweep.dir=$OUT/new_rsrae"
 wait
-"${RUN[@]}" model=ae robust=none model.score=l2 "hydra.sweep.dir=$OUT/old_ae" &
-"${RUN[@]}" model=rsrae robust=none model.score=l2 "hydra.sweep.dir=$OUT/old_rsrae"
+"${RUN[@]}" model=ae robust=none model/score=l2 "hydra.sweep.dir=$OUT/old_ae" &
+"${RUN[@]}" model=rsrae robust=none model/score=l2 "hydra.sweep.dir=$OUT/old_rsrae"
 wait
 "${RUN[@]}" model=vae "hydra.sweep.dir=$OUT/new_vae" &
 "${RUN[@]}" model=vae robust=none "hydra.sweep.dir=$OUT/old_vae"

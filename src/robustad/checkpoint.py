@@ -32,12 +32,14 @@ from robustad.models.networks import (
     RSRAutoencoder,
 )
 from robustad.models.robust import TrimmedLoss
+from robustad.models.scoring import SCORERS
 from robustad.thresholds import METHODS
 
 CONFIG_KEY = "robustad_config"
 # Where checkpoints written before calibration became buffers kept their threshold and statistics.
 LEGACY_THRESHOLD_KEY = "robustad_threshold"
-LEGACY_PREFIXES = {"nap.": "calibration.nap.", "score_scaler.": "calibration.scaler."}
+LEGACY_PREFIXES = {"nap.": "score.nap.", "score_scaler.": "score.scaler."}
+LEGACY_SCORE_KEYS = ("score", "rapp_components", "rapp_from_input")
 # Inside the stored config: the config-group options it was composed from (model: rsrae, ...).
 CHOICES_KEY = "config_choices"
 
@@ -71,6 +73,7 @@ DATAMODULE = "robustad.data.ContaminatedDataModule"
 ROBUST: dict[str, type] = {"robustad.models.robust.TrimmedLoss": TrimmedLoss}
 SLOTS: dict[str, dict[str, type]] = {
     "net": NETWORKS,
+    "score": SCORERS,
     "optimizer": OPTIMIZERS,
     "scheduler": SCHEDULERS,
     "robust": ROBUST,
@@ -167,6 +170,29 @@ def _component(slot: str, node: Any, path: str) -> Any:
         raise RobustADError(f"checkpoint config `{path}` cannot be built: {exc}") from exc
 
 
+def upgraded_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Today's layout of a stored model config: before the scorer became a component, `score`
+    was a name with `rapp_components` / `rapp_from_input` beside it (and before that option
+    existed, RaPP's pathway always began at the input)."""
+    score = model_cfg.get("score")
+    if not isinstance(score, str):
+        return model_cfg
+    upgraded = {k: v for k, v in model_cfg.items() if k not in LEGACY_SCORE_KEYS}
+    if score.startswith("rapp_"):
+        upgraded["score"] = {
+            "_target_": "robustad.models.scoring.RaPP",
+            "aggregation": score.removeprefix("rapp_"),
+            "components": model_cfg.get("rapp_components"),
+            "from_input": model_cfg.get("rapp_from_input", True),
+        }
+    elif score == "neg_elbo":
+        upgraded["score"] = {"_target_": "robustad.models.scoring.NegativeELBO"}
+    else:
+        metric = score.split("_") if "_" in score else score
+        upgraded["score"] = {"_target_": "robustad.models.scoring.Reconstruction", "metric": metric}
+    return upgraded
+
+
 def build_model(checkpoint: dict[str, Any]) -> AnomalyModule:
     """Rebuild the model from the stored run config (untrusted data: registered classes only,
     plain values only), load its weights, switch to eval mode."""
@@ -178,9 +204,7 @@ def build_model(checkpoint: dict[str, Any]) -> AnomalyModule:
     if target not in MODULES:
         raise _refuse("model._target_", target, f"one of {sorted(MODULES)}")
     cls = MODULES[target]
-    if "rapp_from_input" not in model_cfg:
-        # Written before the option existed, when RaPP's pathway always began at the input.
-        model_cfg = {**model_cfg, "rapp_from_input": True}
+    model_cfg = upgraded_model_config(model_cfg)
     plain = {k: v for k, v in model_cfg.items() if k not in SLOTS}
     kwargs = _arguments(cls, plain, "model", allow_partial=False)
     for slot in SLOTS:
@@ -244,6 +268,7 @@ def describe(model: AnomalyModule) -> dict[str, Any]:
     and constructor arguments as plain values, enough for `build_model` and the scorer."""
     node = _node(MODULES, model, dict(model.hparams))
     node["net"] = _node(NETWORKS, model.net, model.net.init_arguments)
+    node["score"] = _node(SCORERS, model.score, model.score.init_arguments)
     for slot, factory in (
         ("optimizer", model.optimizer_factory),
         ("scheduler", model.scheduler_factory),

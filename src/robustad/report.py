@@ -105,6 +105,22 @@ def _own_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if not (isinstance(v, str) and v.startswith(own_dir))}
 
 
+def score_name(node: Any) -> str:
+    """A scorer config as the short name its config file has (l2, l2_cosine, rapp_nap,
+    neg_elbo); configs from before scorers were components stored that name as is."""
+    if not isinstance(node, dict):
+        return _format_value(node)
+    kind = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+    if kind == "Reconstruction":
+        metric = node.get("metric")
+        return "_".join(metric) if isinstance(metric, list) else str(metric)
+    if kind == "RaPP":
+        return f"rapp_{node.get('aggregation')}"
+    if kind == "NegativeELBO":
+        return "neg_elbo"
+    return kind
+
+
 def _format_value(value: Any) -> str:
     if value is None:
         return ""
@@ -133,7 +149,7 @@ def load_run(metrics_path: Path, root: Path, extra_keys: Sequence[str] = ()) -> 
     keys = {
         # metrics.json names the model by its config (rsrae_conv, cae, ...).
         "model": _format_value(metrics.get("model")),
-        "score": _format_value(_select(config, "model.score")),
+        "score": score_name(_select(config, "model.score")),
         "dataset": _format_value(_select(config, "data.dataset") or metrics.get("dataset")),
         # Configs from before `data.protocol` existed ran the inductive protocol.
         "protocol": _format_value(_select(config, "data.protocol") or "inductive"),

@@ -9,6 +9,7 @@ from torch import nn
 from robustad.models import losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
 from robustad.models.robust import TrimmedLoss
+from robustad.models.scoring import Scorer
 
 
 class AEModule(AnomalyModule):
@@ -19,13 +20,11 @@ class AEModule(AnomalyModule):
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        score: str = "l2",
-        rapp_components: int | None = None,
-        rapp_from_input: bool = False,
+        score: Scorer | str = "l2",
         robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
+        super().__init__(net, optimizer, scheduler, score, robust)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "score", "robust"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

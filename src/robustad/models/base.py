@@ -1,7 +1,8 @@
-"""Shared LightningModule: optimisation, per-sample scoring and whole-epoch AUROC/AP.
+"""Shared LightningModule: optimisation, the scorer and threshold, whole-epoch AUROC/AP.
 
 Models only say how to compute their loss and reconstruction; everything a results table
-depends on (score convention, metrics, schedule) lives here once.
+depends on (score convention, metrics, schedule, threshold report) lives here once. Validation,
+test and predict steps return their scores; metrics and callbacks read those outputs.
 """
 
 from __future__ import annotations
@@ -17,33 +18,15 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
-from robustad.errors import ConfigError, RobustADError
-from robustad.models import health, losses, rapp
+from robustad.errors import RobustADError
+from robustad.models import health
 from robustad.models.calibration import Calibration
 from robustad.models.robust import TrimmedLoss, reduce_terms
+from robustad.models.scoring import RaPP, Scorer, scorer_named
 from robustad.thresholds import binary_report, f1_threshold
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# Per-sample anomaly scores from input and reconstruction: higher = more anomalous.
-SCORES: dict[str, ScoreFn] = {
-    "l2": losses.l2_error,
-    "squared": losses.squared_error,
-    "l21": losses.l21_error,
-    "l1": losses.l1_error,
-    "cosine": losses.cosine_error,
-}
-
-# Scores from hidden activations (RaPP), for every network with `hidden_activations(x)`.
-FEATURE_SCORES = ("rapp_sap", "rapp_nap")
-
-# Sums of reconstruction scores, each standardised by its mean and std over the training split
-# (label-free statistics kept as buffers): l2 sees how much of an image is wrong, cosine which
-# way, regardless of brightness; together they rank better than either on the development
-# benchmark (docs/results.md).
-COMBINED_SCORES: dict[str, tuple[str, ...]] = {"l2_cosine": ("l2", "cosine")}
-# A mean and a std need no more than a random few thousand training images: capping the pass
-# keeps a combined score's refit before each validation to a fraction of an epoch.
+# A combined score's mean and std need no more than a random few thousand training images:
+# capping the pass keeps its refit before each validation to a fraction of an epoch.
 SCALER_IMAGES = 2048
 
 
@@ -110,34 +93,23 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 class AnomalyModule(pl.LightningModule):
     """Base for every detector: outliers are the positive class, one score per sample."""
 
-    # Model-specific score names, handled by the subclass's `anomaly_score` (e.g. VAE's neg_elbo).
-    EXTRA_SCORES: tuple[str, ...] = ()
-
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        score: str = "l2",
-        rapp_components: int | None = None,
-        rapp_from_input: bool = False,
+        score: Scorer | str = "l2",
         robust: TrimmedLoss | None = None,
     ) -> None:
         super().__init__()
-        allowed = sorted([*SCORES, *FEATURE_SCORES, *COMBINED_SCORES, *self.EXTRA_SCORES])
-        if score not in allowed:
-            raise ConfigError("model.score", score, f"one of {allowed}")
-        k = rapp_components
-        if k is not None and (isinstance(k, bool) or int(k) < 1):
-            raise ConfigError("model.rapp_components", k, "null (all) or an integer >= 1")
         self.net = net
-        parts = COMBINED_SCORES.get(score, ())
-        # Fitted after the weights (NAP axes, score statistics, threshold): buffers, checkpointed.
-        self.calibration = Calibration(rapp_components, len(parts), use_nap=score == "rapp_nap")
-        self.rapp_from_input = bool(rapp_from_input)
+        # The scorer (a component, configs/model/score/) with its training statistics, and the
+        # threshold: both fitted after the weights, both buffers, so both in every checkpoint.
+        self.score = scorer_named(score) if isinstance(score, str) else score
+        self.score.check_model(self)
+        self.calibration = Calibration()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.score_name = score
         # Contamination-robust training (robustad.models.robust): which samples a batch learns from.
         self.robust = robust
         metrics = MetricCollection({"auroc": BinaryAUROC(), "ap": BinaryAveragePrecision()})
@@ -184,32 +156,16 @@ class AnomalyModule(pl.LightningModule):
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) decision scores, higher = more anomalous."""
-        if self.score_name == "rapp_sap":
-            return rapp.sap_score(self.rapp_differences(x))
-        if self.score_name == "rapp_nap":
-            return self.calibration.nap.score(self.rapp_differences(x))
-        if self.calibration.scaler is not None:
-            return self.calibration.scaler(self.score_components(x))
-        return SCORES[self.score_name](x, self.reconstruct(x))
-
-    def score_components(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, k) the component scores a combined score standardises and sums."""
-        x_hat = self.reconstruct(x)
-        return torch.stack([SCORES[name](x, x_hat) for name in COMBINED_SCORES[self.score_name]], 1)
+        return self.score(self, x)
 
     @torch.no_grad()
     def calibrate(self, images: Iterable[torch.Tensor]) -> None:
-        """Fit the score's training statistics (NAP axes, combined-score means) to the current
+        """Fit the scorer's training statistics (NAP axes, combined-score means) to the current
         weights from batches of training images, in eval mode. Call it whenever the weights
-        change; scores that need no statistics ignore it."""
-        calibration = self.calibration
-        if not calibration.needs_statistics:
-            return
-        with self.evaluating():
-            if calibration.nap is not None:
-                calibration.nap.fit_batches(self.rapp_differences(x) for x in images)
-            else:
-                calibration.scaler.fit(torch.cat([self.score_components(x) for x in images]))
+        change; scorers without statistics ignore it."""
+        if self.score.needs_statistics:
+            with self.evaluating():
+                self.score.fit(self, images)
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -220,18 +176,6 @@ class AnomalyModule(pl.LightningModule):
             yield
         finally:
             self.train(was_training)
-
-    # --- RaPP -------------------------------------------------------------------------------
-    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """RaPP's pathway: the net's `hidden_activations` (encoder layers, then the code),
-        preceded by the input itself (h_0 = x, whose difference is the reconstruction error)
-        when `rapp_from_input`."""
-        hidden = self.net.hidden_activations(x)
-        return [x, *hidden] if self.rapp_from_input else hidden
-
-    def rapp_differences(self, x: torch.Tensor) -> torch.Tensor:
-        x_hat = self.reconstruct(x)
-        return rapp.path_differences(self.hidden_activations(x), self.hidden_activations(x_hat))
 
     def training_images(self, limit: int | None = None) -> Iterator[torch.Tensor]:
         """The attached datamodule's training images (shuffled batches, at most about `limit`
@@ -250,12 +194,12 @@ class AnomalyModule(pl.LightningModule):
         """The statistics must match the weights being validated: refit them once per training
         step (testing right after the last validation reuses them). The pass over the training
         split leaves the training RNG untouched."""
-        if not self.calibration.needs_statistics or self.trainer.datamodule is None:
+        if not self.score.needs_statistics or self.trainer.datamodule is None:
             return
         step = self.trainer.global_step
-        if self._statistics_step == step and self.calibration.statistics_fitted:
+        if self._statistics_step == step and self.score.statistics_fitted:
             return
-        limit = None if self.calibration.nap is not None else SCALER_IMAGES
+        limit = None if isinstance(self.score, RaPP) else SCALER_IMAGES
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             self.calibrate(self.training_images(limit))
@@ -263,7 +207,7 @@ class AnomalyModule(pl.LightningModule):
 
     def on_test_start(self) -> None:
         """Weights loaded from a checkpoint come with their statistics; fit only if none are."""
-        if not self.calibration.statistics_fitted:
+        if not self.score.statistics_fitted:
             self.on_validation_start()
 
     # --- training health --------------------------------------------------------------------

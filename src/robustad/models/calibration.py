@@ -1,8 +1,8 @@
-"""What a detector fits on data after its weights: score statistics and the decision threshold.
+"""The decision threshold a detector carries: buffers, so it travels in `state_dict`, in every
+checkpoint Lightning writes and in any export, never patched into files afterwards.
 
-All of it is held as buffers of one `Calibration` module inside the detector, so it travels in
-`state_dict`, in every checkpoint Lightning writes and in any export, and is never patched into
-files afterwards. Whoever changes the weights refits it (`AnomalyModule.calibrate`).
+(The score's own training statistics, such as RaPP's NAP axes, are buffers of the scorer,
+`robustad.models.scoring`.)
 """
 
 from __future__ import annotations
@@ -14,54 +14,17 @@ import torch
 from torch import nn
 
 from robustad.errors import ConfigError
-from robustad.models import rapp
 from robustad.thresholds import METHODS
 
 
-class ScoreStandardizer(nn.Module):
-    """Mean and std of each component score over training images, saved with the weights."""
-
-    def __init__(self, n_components: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_components))
-        self.register_buffer("std", torch.ones(n_components))
-        self.register_buffer("fitted", torch.tensor(False))
-
-    def fit(self, components: torch.Tensor) -> None:
-        """components: (N, k) training-split scores."""
-        self.mean.copy_(components.mean(dim=0))
-        self.std.copy_(components.std(dim=0).clamp_min(1e-12))
-        self.fitted.fill_(True)
-
-    def __call__(self, components: torch.Tensor) -> torch.Tensor:
-        if not bool(self.fitted):
-            raise RuntimeError("combined scores need training statistics: call calibrate() first")
-        return ((components - self.mean) / self.std).sum(dim=1)
-
-
 class Calibration(nn.Module):
-    """Score statistics (RaPP's NAP axes, a combined score's means) and the threshold.
+    """`threshold` is NaN until one is set; `threshold_method` indexes `thresholds.METHODS`
+    (-1 = none), so "how was it chosen" survives a checkpoint without pickled strings."""
 
-    `threshold` is NaN until one is set; `threshold_method` indexes `thresholds.METHODS`
-    (-1 = none), so "how was it chosen" survives a checkpoint without pickled strings.
-    """
-
-    def __init__(self, nap_components: int | None, n_combined: int, use_nap: bool) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.nap = rapp.NAPStatistics(nap_components) if use_nap else None
-        self.scaler = ScoreStandardizer(n_combined) if n_combined else None
         self.register_buffer("threshold", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("threshold_method", torch.tensor(-1))
-
-    @property
-    def needs_statistics(self) -> bool:
-        return self.nap is not None or self.scaler is not None
-
-    @property
-    def statistics_fitted(self) -> bool:
-        if self.nap is not None:
-            return self.nap.fitted
-        return self.scaler is None or bool(self.scaler.fitted)
 
     @property
     def has_threshold(self) -> bool:

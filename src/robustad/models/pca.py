@@ -9,6 +9,7 @@ import torch
 from robustad.models import losses
 from robustad.models.base import AnomalyModule
 from robustad.models.networks import PCAReconstructor
+from robustad.models.scoring import Scorer
 
 
 class PCAModule(AnomalyModule):
@@ -24,21 +25,17 @@ class PCAModule(AnomalyModule):
     def __init__(
         self,
         net: PCAReconstructor,
-        score: str = "l2",
-        rapp_components: int | None = None,
-        rapp_from_input: bool = False,
+        score: Scorer | str = "l2",
     ) -> None:
         super().__init__(
             net,
             optimizer=None,
             scheduler=None,
             score=score,
-            rapp_components=rapp_components,
-            rapp_from_input=rapp_from_input,
         )
         self.automatic_optimization = False
         self.train_mse = torch.tensor(float("nan"))
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "score"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -11,6 +11,7 @@ from robustad.models import health, losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
 from robustad.models.networks import RSRNetwork
 from robustad.models.robust import TrimmedLoss, reduce_terms
+from robustad.models.scoring import Scorer
 
 
 def rsrae_loss_terms(
@@ -57,12 +58,10 @@ class RSRAEModule(AnomalyModule):
         mode: str = "joint",
         lr_projection: float | None = None,
         lr_orthogonality: float | None = None,
-        score: str = "l2",
-        rapp_components: int | None = None,
-        rapp_from_input: bool = False,
+        score: Scorer | str = "l2",
         robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
+        super().__init__(net, optimizer, scheduler, score, robust)
         for key, value in (("model.lambda1", lambda1), ("model.lambda2", lambda2)):
             if value < 0:
                 raise ConfigError(key, value, "a weight >= 0")
@@ -82,7 +81,7 @@ class RSRAEModule(AnomalyModule):
         # (value, algorithm) handed over by train(): Lightning clips only automatic optimisation.
         self.gradient_clip: tuple[float, str] | None = None
         self._current_term = "loss"
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "score", "robust"])
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).x_hat

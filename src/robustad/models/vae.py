@@ -9,18 +9,17 @@ from robustad.models import losses
 from robustad.models.base import AnomalyModule, OptimizerFactory, SchedulerFactory
 from robustad.models.networks import GaussianVAE
 from robustad.models.robust import TrimmedLoss
+from robustad.models.scoring import Scorer
 
 
 class VAEModule(AnomalyModule):
     """Loss = squared error of a sampled reconstruction + kl_weight(step) * KL(q(z|x) || N(0, I)).
 
     The KL weight ramps linearly from 0 over `kl_warmup_steps` optimiser steps (0 = no warm-up),
-    so the decoder learns to use the code before the prior pulls it in. Scores: the
-    reconstruction of the posterior mean under `model.score`, or `neg_elbo`, a Monte Carlo
+    so the decoder learns to use the code before the prior pulls it in. Scores: any scorer on
+    the reconstruction of the posterior mean, or `neg_elbo` (`NegativeELBO`), a Monte Carlo
     estimate (`mc_samples` codes) of the negative ELBO with KL weight 1.
     """
-
-    EXTRA_SCORES = ("neg_elbo",)
 
     def __init__(
         self,
@@ -30,12 +29,10 @@ class VAEModule(AnomalyModule):
         kl_weight: float = 1.0,
         kl_warmup_steps: int = 0,
         mc_samples: int = 10,
-        score: str = "l2",
-        rapp_components: int | None = None,
-        rapp_from_input: bool = False,
+        score: Scorer | str = "l2",
         robust: TrimmedLoss | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, score, rapp_components, rapp_from_input, robust)
+        super().__init__(net, optimizer, scheduler, score, robust)
         if kl_weight < 0:
             raise ConfigError("model.kl_weight", kl_weight, "a weight >= 0")
         if (
@@ -51,7 +48,7 @@ class VAEModule(AnomalyModule):
             int(kl_warmup_steps),
             int(mc_samples),
         )
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "robust"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "score", "robust"])
 
     def current_kl_weight(self) -> float:
         if self.kl_warmup_steps == 0:
@@ -84,9 +81,3 @@ class VAEModule(AnomalyModule):
             for _ in range(self.mc_samples)
         ]
         return torch.stack(errors).mean(dim=0) + losses.gaussian_kl(mu, logvar)
-
-    @torch.no_grad()
-    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
-        if self.score_name == "neg_elbo":
-            return self.negative_elbo(x)
-        return super().anomaly_score(x)
