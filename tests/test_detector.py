@@ -135,3 +135,15 @@ def test_checkpoints_written_without_hydra_score_and_load(tmp_path: Path) -> Non
     args = ["--ckpt", str(ckpt), "--input", str(tmp_path / "x.npy"), "--output", str(out)]
     assert score_main([*args, "--device", "cpu"]) == 0
     assert len(out.read_text().splitlines()) == 1 + len(test_x)
+
+
+def test_rsrae_in_its_alternating_default_mode_fits_through_the_api(tmp_path: Path) -> None:
+    train, _, test_x, test_outlier = contaminated_digits(0.1)
+    small = ["model.net.hidden_dims=[32]", "model.net.D=16", "model.net.d=4"]
+    det = Detector(model="rsrae", contamination=0.1, max_epochs=3, overrides=small).fit(train)
+    assert det.detector_.mode == "alternating"
+    scores = det.decision_function(test_x)
+    assert roc_auc_score(test_outlier, scores) > 0.6
+    np.testing.assert_array_equal(
+        Detector.load(det.save(tmp_path / "r.ckpt")).decision_function(test_x), scores
+    )
