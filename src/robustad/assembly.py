@@ -3,6 +3,7 @@ person reads. Shared by train, eval, the scorer and the Python API."""
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -16,12 +17,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ProgressBar
 
-from robustad.errors import RobustADError
+from robustad.errors import ArgumentError, ConfigError, RobustADError
 from robustad.sweeps import is_multirun
 
 # Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
 # deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
 # writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
+# Where Hydra says a failed `_target_` node sits in the config ("full_key: model.net").
+FULL_KEY = re.compile(r"full_key: (\S+)")
 LIGHTNING_NOISE = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*configure_optimizers` returned `None`, this fit will run with no optimizer.*",
@@ -60,6 +63,10 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, RobustADError):
             raise cause from None
+        if isinstance(cause, ArgumentError):  # a network's argument: name it by its config key
+            where = FULL_KEY.findall(str(exc))
+            key = f"{where[-1]}.{cause.argument}" if where else cause.argument
+            raise ConfigError(key, cause.value, cause.allowed) from None
         raise
 
 

@@ -13,6 +13,15 @@ class ConfigError(RobustADError, ValueError):
         super().__init__(f"invalid value for `{key}`: {value!r}. Allowed: {allowed}.")
 
 
+class ArgumentError(ValueError):
+    """A constructor argument is not allowed (networks, which know nothing of configs); the
+    assembly layer turns it into a `ConfigError` naming the config key."""
+
+    def __init__(self, argument: str, value: object, allowed: str) -> None:
+        self.argument, self.value, self.allowed = argument, value, allowed
+        super().__init__(f"invalid {argument}: {value!r}. Allowed: {allowed}.")
+
+
 class DataNotFoundError(RobustADError, FileNotFoundError):
     """The dataset files could not be found or fetched."""
 

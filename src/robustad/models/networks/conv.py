@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models.arguments import RecordsArguments
 from robustad.models.networks.mlp import activation as make_activation
 from robustad.models.networks.mlp import trace
@@ -25,7 +25,7 @@ def per_layer(key: str, value: int | Sequence[int], n: int) -> list[int]:
     """One value for every layer: an int is repeated, a list must have one entry per layer."""
     values = [int(value)] * n if isinstance(value, int) else [int(v) for v in value]
     if len(values) != n or any(v < 1 for v in values):
-        raise ConfigError(
+        raise ArgumentError(
             key, value, f"a positive int or a list of {n} positive ints (one per layer)"
         )
     return values
@@ -46,16 +46,16 @@ def conv_encoder(
 ) -> tuple[nn.Sequential, list[Size]]:
     """Conv -> [BN] -> activation per layer; returns the stack and spatial sizes."""
     if not channels or any(int(c) < 1 for c in channels):
-        raise ConfigError("model.net.channels", list(channels), "a non-empty list of positive ints")
-    kernels = per_layer("model.net.kernel_sizes", kernel_sizes, len(channels))
+        raise ArgumentError("channels", list(channels), "a non-empty list of positive ints")
+    kernels = per_layer("kernel_sizes", kernel_sizes, len(channels))
     sizes: list[Size] = [(int(input_shape[1]), int(input_shape[2]))]
     layers: list[nn.Module] = []
     n_in = int(input_shape[0])
     for n_out, k in zip(channels, kernels, strict=True):
         nxt = conv_out(sizes[-1], k)
         if min(nxt) < 1:
-            raise ConfigError(
-                "model.net.channels",
+            raise ArgumentError(
+                "channels",
                 list(channels),
                 f"fewer stride-2 layers for a {sizes[0][0]}x{sizes[0][1]} input "
                 f"(layer {len(sizes)} would shrink {sizes[-1]} to {nxt})",
@@ -78,7 +78,7 @@ def conv_decoder(
     output_activation: str,
 ) -> nn.Sequential:
     """Mirror of `conv_encoder`: transposed convs from the smallest size back to the input."""
-    kernels = per_layer("model.net.kernel_sizes", kernel_sizes, len(channels))
+    kernels = per_layer("kernel_sizes", kernel_sizes, len(channels))
     targets = [int(input_shape[0]), *channels[:-1]]
     layers: list[nn.Module] = []
     for i in reversed(range(len(channels))):
@@ -136,7 +136,7 @@ class ConvAutoencoder(RecordsArguments, nn.Module):
     ) -> None:
         super().__init__()
         if latent_dim < 1:
-            raise ConfigError("model.net.latent_dim", latent_dim, "an integer >= 1")
+            raise ArgumentError("latent_dim", latent_dim, "an integer >= 1")
         self.input_shape = tuple(int(n) for n in input_shape)
         features, n_features, self.decoder = conv_stacks(
             self.input_shape,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models.arguments import RecordsArguments
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -31,21 +31,21 @@ def check_widths(key: str, widths: Sequence[int]) -> list[int]:
     trains without error and learns nothing)."""
     values = list(widths) if isinstance(widths, Sequence) and not isinstance(widths, str) else None
     if values is None or not all(isinstance(w, int) and not isinstance(w, bool) for w in values):
-        raise ConfigError(key, widths, "a list of integers >= 1, e.g. [256, 64]")
+        raise ArgumentError(key, widths, "a list of integers >= 1, e.g. [256, 64]")
     if any(w < 1 for w in values):
-        raise ConfigError(key, values, "a list of integers >= 1, e.g. [256, 64]")
+        raise ArgumentError(key, values, "a list of integers >= 1, e.g. [256, 64]")
     return values
 
 
-def check_latent_dim(latent_dim: int, key: str = "model.net.latent_dim") -> int:
+def check_latent_dim(latent_dim: int, key: str = "latent_dim") -> int:
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ConfigError(key, latent_dim, "an integer >= 1")
+        raise ArgumentError(key, latent_dim, "an integer >= 1")
     return latent_dim
 
 
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ConfigError("model.net.activation", name, f"one of {sorted(ACTIVATIONS)}")
+        raise ArgumentError("activation", name, f"one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
@@ -115,7 +115,7 @@ class MLPAutoencoder(FlatAutoencoder):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
+        hidden_dims = check_widths("hidden_dims", hidden_dims)
         check_latent_dim(latent_dim)
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models.arguments import RecordsArguments
 
 
@@ -24,9 +24,7 @@ class PCAReconstructor(RecordsArguments, nn.Module):
         self.input_shape = tuple(int(n) for n in input_shape)
         n_in = math.prod(self.input_shape)
         if isinstance(rank, bool) or not 1 <= int(rank) <= n_in:
-            raise ConfigError(
-                "model.net.rank", rank, f"an integer with 1 <= rank <= {n_in} (the pixels)"
-            )
+            raise ArgumentError("rank", rank, f"an integer with 1 <= rank <= {n_in} (the pixels)")
         self.rank = int(rank)
         self.register_buffer("mean", torch.zeros(n_in))
         self.register_buffer("components", torch.zeros(self.rank, n_in))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models.networks.mlp import (
     ACTIVATION_TYPES,
     FlatAutoencoder,
@@ -53,13 +53,11 @@ RESIDUAL_TRACE_POINTS = (*ACTIVATION_TYPES, PreActResidualBlock)
 
 def check_stages(widths: Sequence[int], n_layers: int) -> list[int]:
     """Stage widths (at least one stage) and residual blocks per stage."""
-    values = check_widths("model.net.widths", widths)
+    values = check_widths("widths", widths)
     if not values:
-        raise ConfigError("model.net.widths", values, "a non-empty list of integers >= 1")
+        raise ArgumentError("widths", values, "a non-empty list of integers >= 1")
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
-        raise ConfigError(
-            "model.net.n_layers", n_layers, "an integer >= 0 (residual blocks per stage)"
-        )
+        raise ArgumentError("n_layers", n_layers, "an integer >= 0 (residual blocks per stage)")
     return values
 
 

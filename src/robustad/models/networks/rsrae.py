@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models.arguments import RecordsArguments
 from robustad.models.networks.conv import conv_stacks
 from robustad.models.networks.mlp import check_widths, mlp, trace
@@ -19,10 +19,10 @@ from robustad.models.networks.mlp import check_widths, mlp, trace
 class RSRLayer(nn.Module):
     """Linear map A (d x D) to the recovered subspace; orthogonal init so A A^T = I_d at start."""
 
-    def __init__(self, d: int, D: int, D_source: str = "model.net.D") -> None:
+    def __init__(self, d: int, D: int, D_source: str = "D") -> None:
         super().__init__()
         if not 0 < d < D:
-            raise ConfigError("model.net.d", d, f"an integer with 0 < d < D (D = {D_source} = {D})")
+            raise ArgumentError("d", d, f"an integer with 0 < d < D (D = {D_source} = {D})")
         self.A = nn.Parameter(nn.init.orthogonal_(torch.empty(d, D)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,7 @@ class RSRAutoencoder(RSRNetwork):
         renormalize: bool = True,
     ) -> None:
         super().__init__()
-        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
+        hidden_dims = check_widths("hidden_dims", hidden_dims)
         self.input_shape = tuple(input_shape)
         n_in = math.prod(self.input_shape)
         self.rsr = RSRLayer(d, D)  # first, so d >= D fails before any other work

@@ -64,7 +64,7 @@ class MLPVAE(GaussianVAE):
         batch_norm: bool = False,
     ) -> None:
         super().__init__(input_shape, latent_dim)
-        hidden_dims = check_widths("model.net.hidden_dims", hidden_dims)
+        hidden_dims = check_widths("hidden_dims", hidden_dims)
         n_in = math.prod(self.input_shape)
         self.encoder = mlp([n_in, *hidden_dims, 2 * latent_dim], activation, batch_norm)
         self.decoder = mlp(
