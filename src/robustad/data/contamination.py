@@ -158,6 +158,14 @@ def _require_inliers(pool: torch.Tensor, source: str) -> None:
         )
 
 
+def draw_for(
+    pool: torch.Tensor, amount: Amount, n_inliers: int, generator: torch.Generator, split: str
+) -> torch.Tensor:
+    """Outliers drawn from `pool` for a split of `n_inliers` inliers, as `amount` says."""
+    n = amount.outliers_for(n_inliers, len(pool))
+    return draw(pool, n, generator, f"{split} outliers", amount.key)
+
+
 def held_out_splits(
     train_labels: torch.Tensor,
     test_labels: torch.Tensor,
@@ -188,6 +196,7 @@ def held_out_splits(
             f"{len(inliers) - n_val_in} in training",
         )
     val_in, train_in = inliers[:n_val_in], inliers[n_val_in:]
+    held_in = val_in  # the held-out training-pool inliers, before any are corrupted
     test_in = class_pool(test_labels, inlier_classes)
     _require_inliers(test_in, "test")
     if outlier_classes is None:  # corruption: outliers come out of each split's own inliers
@@ -198,28 +207,10 @@ def held_out_splits(
         outliers = shuffled(class_pool(train_labels, outlier_classes), generator)
         n_val_out_pool = round(len(outliers) * val_fraction)
         val_out_pool, train_out_pool = outliers[:n_val_out_pool], outliers[n_val_out_pool:]
-        train_out = draw(
-            train_out_pool,
-            train_amount.outliers_for(len(train_in), len(train_out_pool)),
-            generator,
-            "training outliers",
-            train_amount.key,
-        )
-        val_out = draw(
-            val_out_pool,
-            eval_amount.outliers_for(len(val_in), len(val_out_pool)),
-            generator,
-            "validation outliers",
-            eval_amount.key,
-        )
+        train_out = draw_for(train_out_pool, train_amount, len(train_in), generator, "training")
+        val_out = draw_for(val_out_pool, eval_amount, len(val_in), generator, "validation")
         test_out_pool = class_pool(test_labels, outlier_classes)
-        test_out = draw(
-            test_out_pool,
-            eval_amount.outliers_for(len(test_in), len(test_out_pool)),
-            generator,
-            "test outliers",
-            eval_amount.key,
-        )
+        test_out = draw_for(test_out_pool, eval_amount, len(test_in), generator, "test")
     splits = {
         "train": assemble("train", train_in, train_out, generator),
         "val": assemble("train", val_in, val_out, generator),
@@ -230,16 +221,10 @@ def held_out_splits(
         # evaluation), so it cannot stand in for new training data when a threshold is chosen:
         # the same held-out inliers with outliers at the training amount can.
         if outlier_classes is None:
-            cal_in, cal_out = divide(val_in, train_amount, "calibration")
+            cal_in, cal_out = divide(held_in, train_amount, "calibration")
         else:
-            cal_out = draw(
-                val_out_pool,
-                train_amount.outliers_for(len(val_in), len(val_out_pool)),
-                generator,
-                "calibration outliers",
-                train_amount.key,
-            )
-            cal_in = val_in
+            cal_in = held_in
+            cal_out = draw_for(val_out_pool, train_amount, len(cal_in), generator, "calibration")
         splits["calibration"] = assemble("train", cal_in, cal_out, generator)
     _require_outliers(splits["test"], "test", eval_amount)
     if splits["val"].n_outliers == 0:  # only monitoring suffers; the test result stands
