@@ -3,6 +3,7 @@ person reads. Shared by train, eval, the scorer and the Python API."""
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -23,6 +24,12 @@ from robustad.sweeps import is_multirun
 # Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
 # deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
 # writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
+# Lightning's rank-zero info loggers (device summary, tips), as configs/hydra/default.yaml.
+LIGHTNING_INFO_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+)
 # Where Hydra says a failed `_target_` node sits in the config ("full_key: model.net").
 FULL_KEY = re.compile(r"full_key: (\S+)")
 LIGHTNING_NOISE = (
@@ -46,11 +53,20 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
 
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Known, harmless Lightning warnings stay out of the run's output."""
+    """Known, harmless Lightning warnings and its start-up lines ("GPU available: ...", tips)
+    stay out of the output, also where no Hydra logging config quiets them (the Python API)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         for message in LIGHTNING_NOISE:
             warnings.filterwarnings("ignore", message=message)
-        yield
+        for logger in loggers:
+            logger.setLevel(max(logger.level, logging.WARNING))
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -84,16 +84,16 @@ def predict(
     0-1; (N, H, W) or (N, C, H, W)), batched and converted exactly as in training."""
     data = ArrayDataModule(predict_images=images, eval_batch_size=batch_size)
     kind, _, index = device.partition(":")
-    trainer = pl.Trainer(
-        accelerator="gpu" if kind == "cuda" else "cpu",
-        devices=[int(index)] if index else 1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
     with quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator="gpu" if kind == "cuda" else "cpu",
+            devices=[int(index)] if index else 1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=list(callbacks),
+        )
         batches = trainer.predict(model, datamodule=data)
     scores = np.concatenate([b["score"].float().cpu().numpy() for b in batches])
     if batches[0]["outlier"] is None:
