@@ -147,3 +147,12 @@ def test_rsrae_in_its_alternating_default_mode_fits_through_the_api(tmp_path: Pa
     np.testing.assert_array_equal(
         Detector.load(det.save(tmp_path / "r.ckpt")).decision_function(test_x), scores
     )
+
+
+def test_a_device_this_machine_lacks_is_refused_by_name() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConfigError, match="`device`.*cuda"):
+        Detector(model="pca", device="cuda")
+    with pytest.raises(ConfigError, match="`device`"):
+        Detector(model="pca", device="gpu0")

@@ -34,6 +34,7 @@ from robustad.errors import ConfigError, RobustADError
 from robustad.models.base import AnomalyModule
 from robustad.models.health import hand_over_gradient_clipping
 from robustad.prediction import predict
+from robustad.score import resolve_device
 from robustad.thresholds import METHODS
 from robustad.validation import check_config, is_number
 
@@ -68,7 +69,7 @@ class Detector:
         threshold: str = "contamination",
         seed: int = 0,
         overrides: Sequence[str] = (),
-        device: str = "cpu",
+        device: str = "auto",
         cpu_threads: int | None = None,
     ) -> None:
         if not is_number(contamination) or not 0.0 <= contamination < 0.5:
@@ -77,7 +78,8 @@ class Detector:
         if threshold not in allowed:
             raise ConfigError("threshold", threshold, f"one of {allowed} (no labels needed)")
         self.model, self.contamination, self.max_epochs = model, contamination, max_epochs
-        self.threshold, self.seed, self.device = threshold, seed, device
+        # auto: the GPU when there is one
+        self.threshold, self.seed, self.device = threshold, seed, resolve_device(device, "device")
         self.overrides, self.cpu_threads = list(overrides), cpu_threads
         self.detector_: AnomalyModule | None = None
         self.run_config_: dict[str, Any] | None = None
@@ -194,7 +196,7 @@ class Detector:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Detector:
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
         """A detector from any robustad checkpoint (`save`, `robustad-train`'s last/best)."""
         checkpoint = load_checkpoint(path, key="path")
         model = build_model(checkpoint)

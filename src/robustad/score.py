@@ -39,20 +39,21 @@ def check_shape(images: np.ndarray, expected: Sequence[int], source: str | Path)
         )
 
 
-def resolve_device(device: str) -> str:
-    """auto | cpu | cuda | cuda:N, checked against what this machine has."""
+def resolve_device(device: str, key: str = "--device") -> str:
+    """auto | cpu | cuda | cuda:N, checked against what this machine has (`key` names the
+    setting in errors)."""
     import torch
 
-    if not DEVICE_PATTERN.match(device):
-        raise ConfigError("--device", device, "auto, cpu, cuda or cuda:N")
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ConfigError(key, device, "auto, cpu, cuda or cuda:N")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("--device", device, "auto or cpu: this machine has no CUDA device")
+            raise ConfigError(key, device, "auto or cpu: this machine has no CUDA device")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError("--device", device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+            raise ConfigError(key, device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
