@@ -152,7 +152,7 @@ def test_rsrae_in_its_alternating_default_mode_fits_through_the_api(tmp_path: Pa
 def test_a_device_this_machine_lacks_is_refused_by_name() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    with pytest.raises(ConfigError, match="`device`.*cuda"):
+    with pytest.raises(ConfigError, match=r"`device`.*cuda"):
         Detector(model="pca", device="cuda")
     with pytest.raises(ConfigError, match="`device`"):
         Detector(model="pca", device="gpu0")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from robustad.errors import ConfigError
+from robustad.errors import ArgumentError
 from robustad.models import losses
 from robustad.models.networks import RSRAutoencoder, RSRLayer
 from robustad.models.rsrae import rsrae_loss_terms
@@ -57,7 +57,7 @@ def test_total_loss_combines_terms_with_lambdas() -> None:
 def test_rsr_layer_starts_orthonormal_and_checks_d_below_D() -> None:
     layer = RSRLayer(d=4, D=10)
     assert torch.allclose(layer.A @ layer.A.T, torch.eye(4), atol=1e-5)
-    with pytest.raises(ConfigError, match=r"model\.net\.d.*0 < d < D"):
+    with pytest.raises(ArgumentError, match=r"invalid d: 10.*0 < d < D \(D = 10\)"):
         RSRLayer(d=10, D=10)
 
 

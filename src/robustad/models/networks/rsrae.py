@@ -22,7 +22,8 @@ class RSRLayer(nn.Module):
     def __init__(self, d: int, D: int, D_source: str = "D") -> None:
         super().__init__()
         if not 0 < d < D:
-            raise ArgumentError("d", d, f"an integer with 0 < d < D (D = {D_source} = {D})")
+            where = f"D = {D}" if D_source == "D" else f"D = {D_source} = {D}"
+            raise ArgumentError("d", d, f"an integer with 0 < d < D ({where})")
         self.A = nn.Parameter(nn.init.orthogonal_(torch.empty(d, D)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
