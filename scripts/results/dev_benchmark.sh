@@ -28,7 +28,9 @@ wait
 "${RUN[@]}" model=rae model/score=l2_cosine "hydra.sweep.dir=$OUT/new_rae_l2c" &
 "${RUN[@]}" model=cae "hydra.sweep.dir=$OUT/new_cae"
 wait
-"${RUN[@]}" model=rae "hydra.sweep.dir=$OUT/new_rae"
+"${RUN[@]}" model=rae "hydra.sweep.dir=$OUT/new_rae" &
+"${RUN[@]}" model=cae model/score=l2_cosine "hydra.sweep.dir=$OUT/new_cae_l2c"
+wait
 python scripts/bench_pyod.py --data-dir "$DATA" --out "$OUT/../pyod_dev.csv" | tee "$OUT/../pyod.log" | tail -n 14
 robustad-report "$OUT" --out "$OUT/../dev_report" --average-over inlier_classes \
   --group-by robust.fraction,model.mode --metrics val/auroc,test/auroc,test/ap
