@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
 from robustad.errors import ArgumentError, ConfigError, RobustADError
@@ -127,3 +127,32 @@ def build_trainer(
         enable_progress_bar=progress,
         **overrides,
     )
+
+
+def build_model_and_trainer(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    callbacks: Sequence[pl.Callback],
+    choices: dict[str, str],
+    **overrides: Any,
+) -> tuple[pl.LightningModule, pl.Trainer]:
+    """The model (carrying its resolved run config and config-group `choices`, stored in every
+    checkpoint) and the Trainer that fits it on `datamodule`: shared by `train()` and the
+    Python API."""
+    from robustad.checkpoint import CHOICES_KEY
+    from robustad.models.health import hand_over_gradient_clipping
+
+    model = build(cfg.model)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.run_config[CHOICES_KEY] = choices
+    overrides.update(hand_over_gradient_clipping(model, cfg.trainer))  # manual optimisation
+    if getattr(model, "closed_form", False):
+        overrides["num_sanity_val_steps"] = 0  # nothing fitted yet: nothing to check
+    trainer = build_trainer(
+        cfg.trainer,
+        callbacks,
+        cfg.get("logger"),
+        train_batches=len(datamodule.train_dataloader()),
+        **overrides,
+    )
+    return model, trainer

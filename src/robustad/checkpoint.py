@@ -32,7 +32,7 @@ from robustad.models.networks import (
     RSRAutoencoder,
 )
 from robustad.models.robust import TrimmedLoss
-from robustad.models.scoring import SCORERS
+from robustad.models.scoring import SCORERS, RaPP, scorer_named
 from robustad.thresholds import METHODS
 
 CONFIG_KEY = "robustad_config"
@@ -178,18 +178,11 @@ def upgraded_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(score, str):
         return model_cfg
     upgraded = {k: v for k, v in model_cfg.items() if k not in LEGACY_SCORE_KEYS}
-    if score.startswith("rapp_"):
-        upgraded["score"] = {
-            "_target_": "robustad.models.scoring.RaPP",
-            "aggregation": score.removeprefix("rapp_"),
-            "components": model_cfg.get("rapp_components"),
-            "from_input": model_cfg.get("rapp_from_input", True),
-        }
-    elif score == "neg_elbo":
-        upgraded["score"] = {"_target_": "robustad.models.scoring.NegativeELBO"}
-    else:
-        metric = score.split("_") if "_" in score else score
-        upgraded["score"] = {"_target_": "robustad.models.scoring.Reconstruction", "metric": metric}
+    scorer = scorer_named(score)  # the name as configs/model/score/ defines it today
+    upgraded["score"] = _node(SCORERS, scorer, scorer.init_arguments)
+    if isinstance(scorer, RaPP):
+        upgraded["score"]["components"] = model_cfg.get("rapp_components")
+        upgraded["score"]["from_input"] = model_cfg.get("rapp_from_input", True)
     return upgraded
 
 
@@ -283,8 +276,8 @@ def describe(model: AnomalyModule) -> dict[str, Any]:
 
 def upgraded_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The checkpoint's state_dict in today's layout: checkpoints from before calibration was
-    module state kept the NAP and score statistics at the top level and the threshold beside the
-    weights; both move into `calibration.*`."""
+    module state kept the score's statistics at the top level (now the scorer's, `score.*`) and
+    the threshold beside the weights (now `calibration.*`)."""
     state = dict(checkpoint["state_dict"])
     for old, new in LEGACY_PREFIXES.items():
         for key in [k for k in state if k.startswith(old)]:

@@ -24,15 +24,14 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from robustad.assembly import build, build_trainer, cpu_threads, quiet_lightning
+from robustad.assembly import build_model_and_trainer, cpu_threads, quiet_lightning
 from robustad.callbacks import AnomalyThreshold
 from robustad.checkpoint import CHOICES_KEY, CONFIG_KEY, build_model, load_checkpoint
 from robustad.data.arrays import ArrayDataModule, as_images
 from robustad.errors import ConfigError, RobustADError
 from robustad.models.base import AnomalyModule
-from robustad.models.health import hand_over_gradient_clipping
 from robustad.prediction import predict
 from robustad.score import resolve_device
 from robustad.thresholds import METHODS
@@ -125,19 +124,12 @@ class Detector:
         )
         with quiet_lightning(), cpu_threads(self.cpu_threads):
             pl.seed_everything(self.seed, workers=True, verbose=False)
-            model = build(cfg.model)
-            model.run_config = OmegaConf.to_container(cfg, resolve=True)
-            model.run_config[CHOICES_KEY] = {"model": self.model, "data": "arrays"}
-            overrides = hand_over_gradient_clipping(model, cfg.trainer)
-            if getattr(model, "closed_form", False):
-                overrides["num_sanity_val_steps"] = 0
-            trainer = build_trainer(
-                cfg.trainer,
+            model, trainer = build_model_and_trainer(
+                cfg,
+                data,
                 [AnomalyThreshold(method=self.threshold, contamination=self.contamination)],
-                None,
-                train_batches=len(data.train_dataloader()),
+                {"model": self.model, "data": "arrays"},
                 enable_checkpointing=False,
-                **overrides,
             )
             trainer.fit(model, datamodule=data)
         self._adopt(model.eval())

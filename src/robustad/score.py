@@ -16,15 +16,12 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from robustad.errors import ConfigError, RobustADError
 from robustad.images import ACCEPTED, read_inputs
-
-if TYPE_CHECKING:
-    pass
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

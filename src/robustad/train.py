@@ -19,10 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from robustad.assembly import build, build_trainer, cpu_threads, instantiate_all, quiet_lightning
-from robustad.checkpoint import CHOICES_KEY
+from robustad.assembly import (
+    build,
+    build_model_and_trainer,
+    cpu_threads,
+    instantiate_all,
+    quiet_lightning,
+)
 from robustad.errors import RobustADError
-from robustad.models.health import hand_over_gradient_clipping
 from robustad.runs import (
     InterruptWatch,
     interruptible,
@@ -124,19 +128,9 @@ def build_run(
     `callbacks` come after the configured ones (run history, benchmarks' clocks).
     """
     datamodule = build(cfg.data)
-    model = build(cfg.model)
     datamodule.setup("fit")  # sample the splits now: bad classes or ratios fail before training
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    model.run_config[CHOICES_KEY] = config_choices()
-    overrides = hand_over_gradient_clipping(model, cfg.trainer)  # manual optimisation clips itself
-    if getattr(model, "closed_form", False):
-        overrides["num_sanity_val_steps"] = 0  # nothing fitted yet: nothing to check
-    trainer = build_trainer(
-        cfg.trainer,
-        [*instantiate_all(cfg.get("callbacks")), *callbacks],
-        cfg.get("logger"),
-        train_batches=len(datamodule.train_dataloader()),
-        **overrides,
+    model, trainer = build_model_and_trainer(
+        cfg, datamodule, [*instantiate_all(cfg.get("callbacks")), *callbacks], config_choices()
     )
     return datamodule, model, trainer
 

@@ -78,15 +78,11 @@ class AnomalyThreshold(pl.Callback):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The validation outputs, unless the datamodule holds a separate calibration split
         (validation built like the test split): then one pass over that, in eval mode."""
-        datamodule = trainer.datamodule
-        loader = getattr(datamodule, "calibration_dataloader", lambda: None)()
+        loader = getattr(trainer.datamodule, "calibration_dataloader", lambda: None)()
         if loader is None:
             return self._scores.arrays()
         scores = EpochScores()
         with pl_module.evaluating():
-            for batch in loader:
-                batch = datamodule.on_after_batch_transfer(
-                    trainer.strategy.batch_to_device(batch, pl_module.device), 0
-                )
+            for batch in pl_module.batches(loader):
                 scores.add(pl_module.anomaly_score(batch["image"]), batch["target"])
         return scores.arrays()

@@ -22,12 +22,8 @@ from robustad.errors import RobustADError
 from robustad.models import health
 from robustad.models.calibration import Calibration
 from robustad.models.robust import TrimmedLoss, reduce_terms
-from robustad.models.scoring import RaPP, Scorer, scorer_named
+from robustad.models.scoring import Scorer, scorer_named
 from robustad.thresholds import binary_report, f1_threshold
-
-# A combined score's mean and std need no more than a random few thousand training images:
-# capping the pass keeps its refit before each validation to a fraction of an epoch.
-SCALER_IMAGES = 2048
 
 
 def metric_input(scores: torch.Tensor) -> torch.Tensor:
@@ -177,18 +173,23 @@ class AnomalyModule(pl.LightningModule):
         finally:
             self.train(was_training)
 
-    def training_images(self, limit: int | None = None) -> Iterator[torch.Tensor]:
-        """The attached datamodule's training images (shuffled batches, at most about `limit`
-        images), transferred and converted as in a training step."""
+    def batches(self, loader: Iterable[Any], limit: int | None = None) -> Iterator[dict]:
+        """A loader's batches (at most about `limit` images) on this module's device, converted
+        by the attached datamodule as in a training step."""
         datamodule = self.trainer.datamodule
         seen = 0
-        for batch in datamodule.train_dataloader():
+        for batch in loader:
             if limit is not None and seen >= limit:
                 return
             batch = datamodule.transfer_batch_to_device(batch, self.device, 0)
-            images = datamodule.on_after_batch_transfer(batch, 0)["image"]
-            seen += len(images)
-            yield images
+            batch = datamodule.on_after_batch_transfer(batch, 0)
+            seen += len(batch["image"])
+            yield batch
+
+    def training_images(self, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """The datamodule's training images (shuffled batches, at most about `limit` images)."""
+        for batch in self.batches(self.trainer.datamodule.train_dataloader(), limit):
+            yield batch["image"]
 
     def on_validation_start(self) -> None:
         """The statistics must match the weights being validated: refit them once per training
@@ -199,7 +200,7 @@ class AnomalyModule(pl.LightningModule):
         step = self.trainer.global_step
         if self._statistics_step == step and self.score.statistics_fitted:
             return
-        limit = None if isinstance(self.score, RaPP) else SCALER_IMAGES
+        limit = self.score.statistics_images
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             self.calibrate(self.training_images(limit))

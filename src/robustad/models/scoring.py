@@ -36,6 +36,8 @@ class Scorer(RecordsArguments, nn.Module):
     """Base: `forward(model, x)` gives (B,) scores; `fit` fits training statistics, if any."""
 
     name: str
+    # How many training images `fit` needs at most (None: the whole training split).
+    statistics_images: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +82,10 @@ class Reconstruction(Scorer):
     """A reconstruction error of x against x~ (`l2`, `squared`, `l21`, `l1`, `cosine`), or the
     sum of several, each standardised by its mean and std over training images (`[l2, cosine]`:
     l2 sees how much of an image is wrong, cosine which way, regardless of brightness)."""
+
+    # A mean and a std need no more than a random few thousand training images: the cap keeps
+    # the refit before each validation to a fraction of an epoch.
+    statistics_images = 2048
 
     def __init__(self, metric: str | Sequence[str] = "l2") -> None:
         super().__init__()
