@@ -62,8 +62,15 @@ def test_train_test_and_score_a_folder(image_folders: Path, tmp_path: Path) -> N
     assert len(out.read_text().splitlines()) == 1 + 20
 
 
-def test_a_folder_without_test_images_trains(image_folders: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["pca", "ae"])
+def test_a_folder_without_test_images_trains(
+    image_folders: Path, tmp_path: Path, model: str
+) -> None:
+    """Unlabelled validation: no val/auroc, so no best checkpoint by it; last.ckpt is kept."""
     overrides = [o for o in folder_overrides(image_folders) if "test_dir" not in o]
+    if model == "ae":
+        overrides = [o for o in overrides if not o.startswith("model")]
+        overrides += ["model=ae", "model.net.hidden_dims=[16]", "trainer.max_epochs=2"]
     metrics = train(compose_cfg("train", overrides, tmp_path / "run"))
     assert metrics["status"] == "done" and "test/auroc" not in metrics
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

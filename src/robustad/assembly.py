@@ -24,12 +24,16 @@ from robustad.sweeps import is_multirun
 # Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
 # deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
 # writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
+log = logging.getLogger(__name__)
+
 # Lightning's rank-zero info loggers (device summary, tips), as configs/hydra/default.yaml.
 LIGHTNING_INFO_LOGGERS = (
     "pytorch_lightning.utilities.rank_zero",
     "lightning.pytorch.utilities.rank_zero",
     "lightning_fabric.utilities.rank_zero",
 )
+# Validation metrics that need labels (unlabelled data, e.g. data=folder, never logs them).
+LABELLED_METRICS = ("val/auroc", "val/ap")
 # Where Hydra says a failed `_target_` node sits in the config ("full_key: model.net").
 FULL_KEY = re.compile(r"full_key: (\S+)")
 LIGHTNING_NOISE = (
@@ -129,6 +133,21 @@ def build_trainer(
     )
 
 
+def without_label_monitors(callbacks: Sequence[pl.Callback]) -> list[pl.Callback]:
+    """The callbacks without those that monitor a metric only labels give (best checkpoint by
+    val/auroc, early stopping on it): unlabelled validation data never logs it."""
+    kept = []
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(monitor, str) and monitor.startswith(LABELLED_METRICS):
+            log.info(
+                "no validation labels: %s(monitor=%s) left out", type(callback).__name__, monitor
+            )
+            continue
+        kept.append(callback)
+    return kept
+
+
 def build_model_and_trainer(
     cfg: DictConfig,
     datamodule: pl.LightningDataModule,
@@ -142,6 +161,8 @@ def build_model_and_trainer(
     from robustad.checkpoint import CHOICES_KEY
     from robustad.models.health import hand_over_gradient_clipping
 
+    if not getattr(datamodule, "validation_labelled", True):
+        callbacks = without_label_monitors(callbacks)
     model = build(cfg.model)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     model.run_config[CHOICES_KEY] = choices

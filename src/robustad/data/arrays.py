@@ -156,6 +156,12 @@ class ArrayDataModule(ImageSplitsDataModule):
     def has_split(self, name: str) -> bool:
         return name in self.splits
 
+    @property
+    def validation_labelled(self) -> bool:
+        """Whether validation AUROC/AP exist (held-out images with known targets)."""
+        val = self.splits.get("val")
+        return val is not None and bool((val.targets >= 0).all())
+
     def setup(self, stage: str | None = None) -> None:
         needed = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}
         name = needed.get(stage or "fit")
