@@ -33,6 +33,8 @@ CHANCE_AUROC = 0.5
 def summary_line(metrics: dict[str, Any]) -> str:
     keys = ("test/auroc", "test/ap", "test/f1", "val/auroc", "val/ap")
     values = "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+    if not values:  # unlabelled data: trained and calibrated, nothing to score against
+        values = f"val/loss={metrics['val/loss']:.4f} (no labels)" if "val/loss" in metrics else ""
     where = f"{metrics['output_dir']}/metrics.json"
     return f"{metrics['model']} on {metrics['dataset']}: {values}  -> {where}"
 
