@@ -203,3 +203,24 @@ def test_module_entry_point(sweep: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o" / "summary.md").is_file()
+
+
+def test_versus_counts_the_splits_won_against_a_reference_model(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    # Class 0: rsrae 0.90 vs pca 0.80 (won); class 1: 0.70 vs 0.75 (lost); class 2: a tie.
+    for cls, ours, theirs in [(0, 0.90, 0.80), (1, 0.70, 0.75), (2, 0.85, 0.85)]:
+        write_job(root, f"rsrae_{cls}", inlier=[cls], auroc=ours)
+        write_job(root, f"pca_{cls}", model="pca", inlier=[cls], auroc=theirs)
+    # Another contamination is another split: never compared with the pca runs above.
+    write_job(root, "rsrae_c0.3", contamination=0.3, auroc=0.99)
+    written = report(root, out=tmp_path / "out", average_over=["inlier_classes"], versus="pca")
+    text = written["markdown"].read_text()
+    assert "| test/auroc > pca (splits, mean diff) |" in text
+    lines = text.splitlines()
+    ours = next(line for line in lines if line.startswith("| rsrae") and "| 0.1 |" in line)
+    assert ours.endswith("| 1 / 3 (+0.017) |")
+    other_split = next(line for line in lines if "| 0.3 |" in line)
+    assert other_split.endswith("|  |")  # no pca run on that split: nothing to compare
+    assert next(line for line in lines if line.startswith("| pca")).endswith("|  |")
+    with pytest.raises(RobustADError, match="--versus iforest: no finished iforest run"):
+        report(root, out=tmp_path / "o2", versus="iforest")

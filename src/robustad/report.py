@@ -40,6 +40,16 @@ GROUP_KEYS = (
     "outlier_ratio",
 )
 DEFAULT_METRICS = ("test/auroc", "test/ap", "val/auroc", "val/ap")
+# What makes two runs the same experiment on the same images (for --versus): everything but
+# the model and its score.
+SPLIT_KEYS = (
+    "dataset",
+    "protocol",
+    "inlier_classes",
+    "outlier_classes",
+    "contamination",
+    "outlier_ratio",
+)
 PLOT_METRICS = ("test/auroc", "test/ap")
 # Config keys that differ between runs without making them different experiments (values that
 # hold the run's own output folder, such as checkpoint paths, are ignored too).
@@ -256,6 +266,51 @@ def average_groups(groups: Sequence[Group], over: Sequence[str]) -> list[Group]:
     return [MeanGroup(dict(keys), members) for keys, members in merged.items()]
 
 
+@dataclass
+class Versus:
+    """Each group against a reference model (e.g. PCA) on the very same splits: on how many of
+    its splits (classes, when averaged over them) its mean `metric` is higher, and by how much
+    on average. Ties count as not higher."""
+
+    model: str
+    metric: str
+    reference: dict[tuple[str, ...], float]
+
+    @classmethod
+    def of(cls, groups: Sequence[Group], model: str, metric: str) -> Versus:
+        means: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        for group in groups:
+            mean, _ = group.stats(metric)
+            if group.keys["model"] == model and mean is not None:
+                means[_split(group)].append(mean)
+        if not means:
+            raise RobustADError(f"--versus {model}: no finished {model} run with {metric}")
+        return cls(model, metric, {split: statistics.fmean(v) for split, v in means.items()})
+
+    @property
+    def header(self) -> str:
+        return f"{self.metric} > {self.model} (splits, mean diff)"
+
+    def cell(self, group: Group) -> str:
+        if group.keys["model"] == self.model:
+            return ""
+        members = group.members if isinstance(group, MeanGroup) else [group]
+        diffs = [
+            mean - self.reference[_split(member)]
+            for member in members
+            if (mean := member.stats(self.metric)[0]) is not None
+            and _split(member) in self.reference
+        ]
+        if not diffs:
+            return ""
+        wins = sum(diff > 0 for diff in diffs)
+        return f"{wins} / {len(diffs)} ({statistics.fmean(diffs):+.3f})"
+
+
+def _split(group: Group) -> tuple[str, ...]:
+    return tuple(group.keys[key] for key in SPLIT_KEYS)
+
+
 def load_published(path: Path) -> list[dict[str, Any]]:
     """Published numbers to show beside ours: a YAML list of {where: {key: value, ...},
     value: number, source: text} entries; `where` matches the report's grouping keys."""
@@ -354,13 +409,14 @@ def markdown(
     group_keys: Sequence[str],
     metrics: Sequence[str],
     published: Sequence[dict[str, Any]] = (),
+    versus: Versus | None = None,
 ) -> str:
-    """Mean ± std per group (columns that are empty for every group are left out), and the
-    published number where one matches."""
+    """Mean ± std per group (columns that are empty for every group are left out), the
+    published number where one matches, and the comparison with a reference model."""
     shown = [key for key in group_keys if any(group.keys[key] for group in groups)] or list(
         group_keys
     )
-    extra = ["published"] if published else []
+    extra = (["published"] if published else []) + ([versus.header] if versus else [])
     lines = [
         "| " + " | ".join([*shown, "n", *metrics, *extra]) + " |",
         "|" + "---|" * (len(shown) + 1 + len(metrics) + len(extra)),
@@ -373,6 +429,8 @@ def markdown(
             cells.append(_fmt(mean, 3) + (f" ± {_fmt(std, 3)}" if std is not None else ""))
         if published:
             cells.append(_md_escape(published_for(group, published)))
+        if versus:
+            cells.append(versus.cell(group))
         lines.append("| " + " | ".join(cells) + " |")
         differing = group.differing_config()
         if differing:
@@ -383,7 +441,9 @@ def markdown(
             )
     if not groups:
         lines.append(
-            "| " + " | ".join(["(no finished runs)"] + [""] * (len(shown) + len(metrics))) + " |"
+            "| "
+            + " | ".join(["(no finished runs)"] + [""] * (len(shown) + len(metrics) + len(extra)))
+            + " |"
         )
     text = "\n".join(lines) + "\n"
     if notes:
@@ -460,11 +520,14 @@ def report(
     make_plot: bool = False,
     average_over: Sequence[str] = (),
     published: Path | None = None,
+    versus: str | None = None,
+    versus_metric: str = "test/auroc",
 ) -> dict[str, Path]:
     """Write summary.csv, runs.csv, summary.md (and auroc_ap.png) into out; return their paths.
 
     `average_over` (e.g. inlier_classes) averages the groups' means over those keys' values;
-    `published` adds a column of published numbers (load_published's format).
+    `published` adds a column of published numbers (load_published's format); `versus` (a
+    model name, e.g. pca) a column saying on how many splits each group beats that model.
     """
     root = root.resolve()
     out = (out or root / "report").resolve()
@@ -482,6 +545,7 @@ def report(
     done = [run for run in runs if run.status == "done"]
     failed = [run for run in runs if run.status != "done"]
     groups = group_runs(done, group_keys)
+    compared = Versus.of(groups, versus, versus_metric) if versus else None
     if average_over:
         groups = average_groups(groups, average_over)
     names = metric_names(done, metrics)
@@ -500,7 +564,7 @@ def report(
     title = f"# Results: {len(done)} finished, {len(failed)} failed runs under {root.name}\n\n"
     if average_over:
         title += f"Means over {', '.join(average_over)} (± the spread between them).\n\n"
-    table = markdown(groups, failed, group_keys, shown_metrics, entries)
+    table = markdown(groups, failed, group_keys, shown_metrics, entries, compared)
     written["markdown"].write_text(title + table)
     if make_plot:
         try:
@@ -541,6 +605,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="YAML list of published numbers ({where: {model: ae, ...}, value, source}) to show",
     )
+    parser.add_argument(
+        "--versus",
+        default=None,
+        help="a reference model (e.g. pca): add on how many splits each group beats it",
+    )
+    parser.add_argument(
+        "--versus-metric",
+        default="test/auroc",
+        help="the metric --versus compares (default: test/auroc)",
+    )
     parser.add_argument("--plot", action="store_true", help="also write auroc_ap.png")
     args = parser.parse_args(argv)
     try:
@@ -552,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             make_plot=args.plot,
             average_over=[k for k in args.average_over.split(",") if k],
             published=args.published,
+            versus=args.versus,
+            versus_metric=args.versus_metric,
         )
     except RobustADError as exc:
         print(f"[robustad] error: {exc}", file=sys.stderr)
