@@ -29,19 +29,7 @@ from robustad.sweeps import read_metrics
 
 log = logging.getLogger("robustad")
 
-GROUP_KEYS = (
-    "model",
-    "score",
-    "dataset",
-    "protocol",
-    "inlier_classes",
-    "outlier_classes",
-    "contamination",
-    "outlier_ratio",
-)
-DEFAULT_METRICS = ("test/auroc", "test/ap", "val/auroc", "val/ap")
-# What makes two runs the same experiment on the same images (for --versus): everything but
-# the model and its score.
+# What makes two runs the same experiment on the same images (--versus compares on these).
 SPLIT_KEYS = (
     "dataset",
     "protocol",
@@ -50,6 +38,8 @@ SPLIT_KEYS = (
     "contamination",
     "outlier_ratio",
 )
+GROUP_KEYS = ("model", "score", *SPLIT_KEYS)
+DEFAULT_METRICS = ("test/auroc", "test/ap", "val/auroc", "val/ap")
 PLOT_METRICS = ("test/auroc", "test/ap")
 # Config keys that differ between runs without making them different experiments (values that
 # hold the run's own output folder, such as checkpoint paths, are ignored too).
