@@ -30,6 +30,8 @@ pair old/ae "model=ae robust=none model/score=l2" \
   old/rsrae "model=rsrae model.mode=joint robust=none model/score=l2"
 pair old/vae "model=vae robust=none model/score=l2" \
   old/rvae "model=rvae robust=none model/score=l2"
+pair old/rae "model=rae robust=none model/score=l2" \
+  old/cae "model=cae robust=none model/score=l2"
 python scripts/bench_pyod.py --data-dir "$DATA" --out "$OUT/pyod.csv" | tee "$OUT/pyod.log" | tail -n 14
 # The tables: shipped defaults against PCA, split by split; then everything, by choice.
 robustad-report "$OUT/shipped" --out "$OUT/shipped_report" --average-over inlier_classes \
