@@ -21,9 +21,6 @@ from pytorch_lightning.callbacks import ProgressBar
 from robustad.errors import ArgumentError, ConfigError, RobustADError
 from robustad.sweeps import is_multirun
 
-# Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
-# deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
-# writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
 log = logging.getLogger(__name__)
 
 # Lightning's rank-zero info loggers (device summary, tips), as configs/hydra/default.yaml.
@@ -36,6 +33,9 @@ LIGHTNING_INFO_LOGGERS = (
 LABELLED_METRICS = ("val/auroc", "val/ap")
 # Where Hydra says a failed `_target_` node sits in the config ("full_key: model.net").
 FULL_KEY = re.compile(r"full_key: (\S+)")
+# Known, harmless Lightning warnings: Lightning (2.6) calls a torch pytree API that torch
+# deprecated, it remarks that closed-form models (PCA) have no optimiser, and that a prediction
+# writer gets no batch indices from our index-tensor sampler (the writer counts rows itself).
 LIGHTNING_NOISE = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*configure_optimizers` returned `None`, this fit will run with no optimizer.*",

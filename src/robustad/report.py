@@ -285,12 +285,11 @@ class Versus:
         if group.keys["model"] == self.model:
             return ""
         members = group.members if isinstance(group, MeanGroup) else [group]
-        diffs = [
-            mean - self.reference[_split(member)]
-            for member in members
-            if (mean := member.stats(self.metric)[0]) is not None
-            and _split(member) in self.reference
-        ]
+        diffs = []
+        for member in members:
+            mean, split = member.stats(self.metric)[0], _split(member)
+            if mean is not None and split in self.reference:
+                diffs.append(mean - self.reference[split])
         if not diffs:
             return ""
         wins = sum(diff > 0 for diff in diffs)
