@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -173,26 +171,3 @@ def test_listed_trainer_arguments_are_plain_overrides(make_cfg, tmp_path: Path) 
     ]
     metrics = train(make_cfg(overrides, tmp_path / "run"))
     assert metrics["status"] == "done" and len(metrics["history"]) == 2
-
-
-def test_nap_components_script_gives_back_the_runs_own_auroc(make_cfg, tmp_path: Path) -> None:
-    """scripts/results/nap_components.py refits NAP on a finished run: with every axis (`all`)
-    it must reproduce the run's own final validation and test AUROC."""
-    overrides = [*FAST, "trainer.max_epochs=2", "model=ae", "model/score=rapp_nap"]
-    metrics = train(make_cfg(overrides, tmp_path / "sweep" / "0"))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "results" / "nap_components.py"
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "sweep"), "--components", "2", "all"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = {
-        cells[0]: [float(cells[1]), float(cells[2])]
-        for line in done.stdout.splitlines()
-        if (cells := [c.strip() for c in line.strip("|").split("|")])[0] in ("2", "all")
-    }
-    assert rows["all"] == pytest.approx(
-        [metrics["history"][-1]["val/auroc"], metrics["test/auroc"]], abs=2e-3
-    )
-    assert 0 <= rows["2"][0] <= 1 and 0 <= rows["2"][1] <= 1

@@ -43,6 +43,15 @@ def test_fast_dev_run_writes_finite_metrics(
     assert Path(written["config_path"]).is_file()
 
 
+@pytest.mark.parametrize("model", ["rapp_ae", "rapp_vae"])
+def test_rapp_networks_train_with_the_papers_layers(make_cfg, model: str) -> None:
+    """The RaPP configs are AE / VAE with the paper's 10-layer batch-norm network."""
+    cfg = make_cfg([f"model={model}", "data=digits", "debug=fdr", "trainer=cpu"])
+    assert cfg.model.net.hidden_dims == [707, 631, 554, 478, 402, 325, 249, 172, 96]
+    assert cfg.model.net.batch_norm and cfg.model.net.latent_dim == 20
+    assert train(cfg)["status"] == "done"
+
+
 def test_short_training_writes_checkpoints_logs_and_history(make_cfg) -> None:
     cfg = make_cfg(["data=digits", "trainer=cpu", "trainer.max_epochs=2", "test_ckpt=best"])
     metrics = train(cfg)
