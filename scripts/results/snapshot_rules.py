@@ -4,8 +4,8 @@
 
 Reads sweeps trained with `callbacks.model_checkpoint.save_top_k=-1` (one checkpoint per epoch,
 each with the score statistics fitted to its own weights). For every run it scores the training,
-validation and test splits with every epoch's checkpoint, then compares three ways of turning
-the snapshots into one detector, none of which looks at a label:
+validation and test splits with every epoch's checkpoint, then compares ways of turning the
+snapshots into one detector, none of which looks at a label:
 
 - `last`: the last epoch (what robustad ships);
 - `mean of last K` / `mean of all`: the standardised scores averaged over the last K epochs or
@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 from robustad.checkpoint import CONFIG_KEY, build_datamodule, build_model, load_checkpoint
 from robustad.data.datamodule import ContaminatedDataModule
 from robustad.models.base import AnomalyModule
+from robustad.models.robust import outlier_share
 from robustad.sweeps import read_metrics
 
 SPLITS = ("train", "val", "test")
@@ -76,19 +77,21 @@ def rule_aurocs(run: Path) -> tuple[tuple[str, float], dict[str, dict[str, float
             split_score, targets[split] = split_scores(model, datamodule, split)
             scores[split].append(split_score)
     epochs = {split: np.stack(scores[split]) for split in SPLITS}
-    gaps = [tail_gap(s, float(data["contamination"])) for s in epochs["train"]]
-    stop = 1 + int(np.argmax(gaps[1:]))  # the first epoch is the trimming warm-up
     rules = {
         "last": lambda s: s[-1],
         **{f"mean of last {k}": (lambda s, k=k: s[-k:].mean(axis=0)) for k in ENSEMBLE_SIZES},
         "mean of all": lambda s: s[1:].mean(axis=0),
-        "stop at widest gap": lambda s: s[stop],
     }
+    share = outlier_share(data.get("contamination"), data.get("outlier_ratio"))
+    if share:  # the stopping rule needs the stated outlier share
+        gaps = [tail_gap(s, share) for s in epochs["train"]]
+        stop = 1 + int(np.argmax(gaps[1:]))  # the first epoch is the trimming warm-up
+        rules["stop at widest gap"] = lambda s: s[stop]
     aurocs = {
         rule: {split: roc_auc_score(targets[split], pick(epochs[split])) for split in EVALUATED}
         for rule, pick in rules.items()
     }
-    return (data["dataset"], float(data["contamination"])), aurocs
+    return (data["dataset"], share or 0.0), aurocs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
