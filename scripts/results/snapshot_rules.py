@@ -47,7 +47,7 @@ def split_scores(
     scores, targets = [], []
     for batch in getattr(datamodule, f"{split}_dataloader")():
         batch = datamodule.on_after_batch_transfer(batch, 0)
-        scores.append(model.score(model, batch["image"]))
+        scores.append(model.anomaly_score(batch["image"]))
         targets.append(batch["target"])
     return torch.cat(scores).numpy(), torch.cat(targets).numpy()
 
