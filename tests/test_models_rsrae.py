@@ -16,8 +16,10 @@ from robustad.train import train
 TINY = ["model.net.hidden_dims=[16]", "model.net.D=8", "model.net.d=3", "data.batch_size=32"]
 
 
-def fit_two_batches(make_cfg, mode: str) -> tuple[pl.Trainer, pl.LightningModule]:
-    cfg = make_cfg(["model=rsrae", f"model.mode={mode}", "data=digits", *TINY])
+def fit_two_batches(
+    make_cfg, mode: str, overrides: tuple[str, ...] = ()
+) -> tuple[pl.Trainer, pl.LightningModule]:
+    cfg = make_cfg(["model=rsrae", f"model.mode={mode}", "data=digits", *TINY, *overrides])
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     settings = {"gradient_clip_val": cfg.trainer.gradient_clip_val}
     settings.update(hand_over_gradient_clipping(model, cfg.trainer))
@@ -68,6 +70,16 @@ def test_joint_mode_uses_one_optimizer_and_logs_the_gradient_norm(make_cfg) -> N
     trainer, model = fit_two_batches(make_cfg, "joint")
     assert model.automatic_optimization and len(trainer.optimizers) == 1
     assert torch.isfinite(trainer.callback_metrics["train/grad_norm"])
+
+
+@pytest.mark.parametrize("mode", ["alternating", "joint"])
+def test_both_modes_log_the_share_the_trimmed_loss_leaves_out(make_cfg, mode: str) -> None:
+    trainer, model = fit_two_batches(make_cfg, mode, ("robust.warmup_epochs=0",))
+    dropped_per_batch = int(model.robust.fraction * 32)  # two full batches of 32
+    assert dropped_per_batch > 0
+    assert trainer.callback_metrics["train/left_out"].item() == pytest.approx(
+        dropped_per_batch / 32
+    )
 
 
 def test_alternating_mode_runs_through_train_with_trainer_clipping_on(make_cfg) -> None:

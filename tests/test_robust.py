@@ -91,6 +91,23 @@ def test_model_gradient_comes_from_the_inliers_only() -> None:
         assert torch.allclose(got, want, atol=1e-6)
 
 
+def test_training_reports_the_share_left_out_and_evaluation_does_not() -> None:
+    net = MLPAutoencoder(input_shape=(1, 4, 4), hidden_dims=[8], latent_dim=2)
+    model = AEModule(net, optimizer=torch.optim.SGD, robust=TrimmedLoss(fraction=0.25))
+    x = torch.rand(8, 1, 4, 4)
+    model.train()
+    assert model.training_losses(x)["left_out"].item() == 0.0  # warm-up epoch: none left out
+    model.robust = TrimmedLoss(fraction=0.25, warmup_epochs=0)
+    assert model.training_losses(x)["left_out"].item() == pytest.approx(0.25)
+    model.robust = TrimmedLoss(warmup_epochs=0)  # nothing stated: median + 3 MAD
+    assert model.training_losses(torch.ones(8, 1, 4, 4))["left_out"].item() == 0.0
+    model.robust = TrimmedLoss(fraction=0)  # robust=none: nothing to report
+    assert "left_out" not in model.training_losses(x)
+    model.robust = TrimmedLoss(fraction=0.25)
+    model.eval()
+    assert "left_out" not in model.training_losses(x)
+
+
 def test_evaluation_losses_are_not_trimmed() -> None:
     net = MLPAutoencoder(input_shape=(1, 4, 4), hidden_dims=[8], latent_dim=2)
     model = AEModule(net, optimizer=torch.optim.SGD, robust=TrimmedLoss(fraction=0.4))

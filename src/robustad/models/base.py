@@ -21,7 +21,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 from robustad.errors import RobustADError
 from robustad.models import health
 from robustad.models.calibration import Calibration
-from robustad.models.robust import TrimmedLoss, reduce_terms
+from robustad.models.robust import TrimmedLoss, left_out_share, reduce_terms
 from robustad.models.scoring import Scorer, scorer_named
 from robustad.thresholds import binary_report, f1_threshold
 
@@ -147,7 +147,18 @@ class AnomalyModule(pl.LightningModule):
     def training_losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch means of the loss terms, robustly weighted while training; `loss` is minimised."""
         terms = self.sample_losses(x)
-        return reduce_terms(terms, self.sample_weights(terms["loss"]))
+        return self.reduce_robustly(terms, self.sample_weights(terms["loss"]))
+
+    def reduce_robustly(
+        self, terms: dict[str, torch.Tensor], weights: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Batch means of the terms under the robust weights; while training with a robust rule,
+        also `left_out`, the share of the batch kept out of the gradient (logged as
+        `train/left_out`: how much the rule trims, its estimate when no share is stated)."""
+        reduced = reduce_terms(terms, weights)
+        if self.training and self.robust is not None and self.robust.active:
+            reduced["left_out"] = left_out_share(weights, terms["loss"])
+        return reduced
 
     @torch.no_grad()
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,11 @@ class TrimmedLoss(RecordsArguments):
         return weights
 
 
+def left_out_share(weights: torch.Tensor | None, losses: torch.Tensor) -> torch.Tensor:
+    """The share of a batch its weights keep out of the gradient (0 when every sample counts)."""
+    return losses.new_zeros(()) if weights is None else 1.0 - weights.mean()
+
+
 def reduce_terms(
     terms: dict[str, torch.Tensor], weights: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:

@@ -128,7 +128,7 @@ class RSRAEModule(AnomalyModule):
         reconstruction_opt, projection_opt, orthogonality_opt = self.optimizers()
         per_sample = self.sample_losses(x)
         weights = self.sample_weights(per_sample["loss"])  # the same samples for every step
-        terms = reduce_terms(per_sample, weights)
+        terms = self.reduce_robustly(per_sample, weights)
         health.check_finite(terms, self.global_step, self.current_epoch)
         self.log_training_values({f"train/{k}": v for k, v in terms.items()}, len(x))
         self._step(reconstruction_opt, "reconstruction", terms["reconstruction"])
