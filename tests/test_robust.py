@@ -100,7 +100,10 @@ def test_training_reports_the_share_left_out_and_evaluation_does_not() -> None:
     model.robust = TrimmedLoss(fraction=0.25, warmup_epochs=0)
     assert model.training_losses(x)["left_out"].item() == pytest.approx(0.25)
     model.robust = TrimmedLoss(warmup_epochs=0)  # nothing stated: median + 3 MAD
-    assert model.training_losses(torch.ones(8, 1, 4, 4))["left_out"].item() == 0.0
+    alike = torch.full((8, 1, 4, 4), 0.5)
+    assert model.training_losses(alike)["left_out"].item() == 0.0
+    alike[7] = 10.0  # one planted outlier: the estimate is its share
+    assert model.training_losses(alike)["left_out"].item() == pytest.approx(1 / 8)
     model.robust = TrimmedLoss(fraction=0)  # robust=none: nothing to report
     assert "left_out" not in model.training_losses(x)
     model.robust = TrimmedLoss(fraction=0.25)
