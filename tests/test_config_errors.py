@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
         (["data.inlier_classes=[12]"], r"data\.inlier_classes.*12.*class ids 0\.\.9"),
         (["data.outlier_classes=[4]"], r"data\.outlier_classes.*disjoint"),
         (
+            ["model/score=l2_cosine_smooth1", "model.score.smoothing=-1"],
+            r"model\.score\.smoothing.*-1.*sigma in pixels",
+        ),
+        (
             ["data.contamination=0.9"],
             r"data\.contamination.*training outliers requested.*at most \d+",
         ),

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from robustad.errors import RobustADError
+from robustad.score_names import score_label
 from robustad.sweeps import read_metrics
 
 log = logging.getLogger("robustad")
@@ -113,7 +114,9 @@ def score_name(node: Any) -> str:
     kind = str(node.get("_target_", "")).rsplit(".", 1)[-1]
     if kind == "Reconstruction":
         metric = node.get("metric")
-        return "_".join(metric) if isinstance(metric, list) else str(metric)
+        return score_label(
+            metric if isinstance(metric, list) else [str(metric)], node.get("smoothing") or 0.0
+        )
     if kind == "RaPP":
         return f"rapp_{node.get('aggregation')}"
     if kind == "NegativeELBO":

@@ -55,6 +55,19 @@ def cosine_error(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-8) -> tor
     return 1.0 - torch.nn.functional.cosine_similarity(flat(x), flat(x_hat), dim=1, eps=eps)
 
 
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of (B, C, H, W) images convolved with a Gaussian of `sigma` pixels (radius
+    round(3 sigma), zeros outside the image): a pixel's error then counts with its neighbours',
+    so a stroke drawn one pixel to the side costs less than a stroke that is missing."""
+    radius = max(1, round(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    weights = torch.exp(-(offsets**2) / (2 * sigma**2))
+    weights = weights / weights.sum()
+    channels = images.shape[1]
+    kernel = (weights[:, None] * weights[None, :]).expand(channels, 1, -1, -1)
+    return torch.nn.functional.conv2d(images, kernel, padding=radius, groups=channels)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, in closed form."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)

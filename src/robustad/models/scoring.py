@@ -18,6 +18,7 @@ from torch import nn
 from robustad.errors import ConfigError
 from robustad.models import losses, rapp
 from robustad.models.arguments import RecordsArguments
+from robustad.score_names import score_label
 
 ErrorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -81,21 +82,28 @@ class ScoreStandardizer(nn.Module):
 class Reconstruction(Scorer):
     """A reconstruction error of x against x~ (`l2`, `squared`, `l21`, `l1`, `cosine`), or the
     sum of several, each standardised by its mean and std over training images (`[l2, cosine]`:
-    l2 sees how much of an image is wrong, cosine which way, regardless of brightness)."""
+    l2 sees how much of an image is wrong, cosine which way, regardless of brightness).
+    `smoothing` > 0 blurs x and x~ alike with a Gaussian of that many pixels first, so that
+    errors are compared at the scale of strokes rather than of single pixels."""
 
     # A mean and a std need no more than a random few thousand training images: the cap keeps
     # the refit before each validation to a fraction of an epoch.
     statistics_images = 2048
 
-    def __init__(self, metric: str | Sequence[str] = "l2") -> None:
+    def __init__(self, metric: str | Sequence[str] = "l2", smoothing: float = 0.0) -> None:
         super().__init__()
         metrics = [metric] if isinstance(metric, str) else list(metric)
         if not metrics or any(m not in ERRORS for m in metrics) or len(set(metrics)) < len(metrics):
             raise ConfigError(
                 "model.score.metric", metric, f"one of {sorted(ERRORS)}, or a list of them"
             )
+        if isinstance(smoothing, bool) or not isinstance(smoothing, int | float) or smoothing < 0:
+            raise ConfigError(
+                "model.score.smoothing", smoothing, "0 (none) or a Gaussian sigma in pixels > 0"
+            )
         self.metrics = metrics
-        self.name = "_".join(metrics)
+        self.smoothing = float(smoothing)
+        self.name = score_label(metrics, self.smoothing)
         self.scaler = ScoreStandardizer(len(metrics)) if len(metrics) > 1 else None
 
     @property
@@ -106,13 +114,25 @@ class Reconstruction(Scorer):
     def statistics_fitted(self) -> bool:
         return self.scaler is None or bool(self.scaler.fitted)
 
-    def components(self, model: Any, x: torch.Tensor) -> torch.Tensor:
+    def pair(self, model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x and its reconstruction, as the errors compare them."""
         x_hat = model.reconstruct(x)
+        if not self.smoothing:
+            return x, x_hat
+        if x.dim() != 4:
+            raise ValueError(f"smoothing needs (B, C, H, W) images, got shape {tuple(x.shape)}")
+        return (
+            losses.gaussian_blur(x, self.smoothing),
+            losses.gaussian_blur(x_hat.reshape(x.shape), self.smoothing),
+        )
+
+    def components(self, model: Any, x: torch.Tensor) -> torch.Tensor:
+        x, x_hat = self.pair(model, x)
         return torch.stack([ERRORS[m](x, x_hat) for m in self.metrics], dim=1)
 
     def forward(self, model: Any, x: torch.Tensor) -> torch.Tensor:
         if self.scaler is None:
-            return ERRORS[self.metrics[0]](x, model.reconstruct(x))
+            return ERRORS[self.metrics[0]](*self.pair(model, x))
         return self.scaler(self.components(model, x))
 
     def fit(self, model: Any, images: Iterable[torch.Tensor]) -> None:
@@ -199,4 +219,6 @@ def scorer_named(name: str) -> Scorer:
         return RaPP(name.removeprefix("rapp_"))
     if name == "neg_elbo":
         return NegativeELBO()
-    return Reconstruction(name.split("_") if "_" in name else name)
+    label, _, sigma = name.partition("_smooth")
+    metrics = label.split("_")
+    return Reconstruction(metrics if len(metrics) > 1 else metrics[0], float(sigma or 0))
