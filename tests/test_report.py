@@ -33,6 +33,7 @@ def write_job(
     ap: float = 0.5,
     status: str = "done",
     lambda1: float = 0.1,
+    score: str = "l2",
 ) -> Path:
     """A job folder as train() and Hydra leave it: metrics.json, config_resolved.yaml, .hydra/."""
     job = root / name
@@ -49,7 +50,7 @@ def write_job(
             "contamination": contamination,
             "outlier_ratio": outlier_ratio,
         },
-        "model": {"_target_": "robustad.models.RSRAEModule", "score": "l2", "lambda1": lambda1},
+        "model": {"_target_": "robustad.models.RSRAEModule", "score": score, "lambda1": lambda1},
     }
     (job / "config_resolved.yaml").write_text(yaml.safe_dump(config))
     # Hydra's copy says something else: a later command may rewrite it; the report ignores it.
@@ -224,3 +225,12 @@ def test_versus_counts_the_splits_won_against_a_reference_model(tmp_path: Path) 
     assert next(line for line in lines if line.startswith("| pca")).endswith("|  |")
     with pytest.raises(RobustADError, match="--versus iforest: no finished iforest run"):
         report(root, out=tmp_path / "o2", versus="iforest")
+
+
+def test_versus_refuses_two_reference_settings_on_one_split(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    write_job(root, "rsrae", auroc=0.9)
+    write_job(root, "pca_l2", model="pca", auroc=0.8)
+    write_job(root, "pca_cosine", model="pca", score="cosine", auroc=0.85)
+    with pytest.raises(RobustADError, match=r"--versus pca: 2 different pca settings.*=cosine"):
+        report(root, out=tmp_path / "out", versus="pca")

@@ -20,8 +20,16 @@ pair shipped/rsrae "model=rsrae" shipped/pca "model=pca"
 pair shipped/ae "model=ae" shipped/vae "model=vae"
 pair shipped/rae "model=rae" shipped/cae "model=cae"
 pair shipped/rvae "model=rvae" choices/rvae_l2 "model=rvae model/score=l2"
+# The scores shipped until 2026-12-07, unsmoothed (sections 2 to 6 of docs/results.md compare
+# with these).
+pair unsmoothed/rsrae "model=rsrae model/score=l2_cosine" unsmoothed/pca "model=pca model/score=l2"
+pair unsmoothed/ae "model=ae model/score=l2_cosine" unsmoothed/vae "model=vae model/score=l2_cosine"
+pair unsmoothed/rae "model=rae model/score=l2_cosine" unsmoothed/cae "model=cae model/score=l2"
+pair unsmoothed/rvae "model=rvae model/score=l2_cosine" \
+  unsmoothed/pca_l2_cosine "model=pca model/score=l2_cosine"
 # The alternatives the defaults were chosen over.
-pair choices/rsrae_joint "model=rsrae model.mode=joint" choices/ae_l2 "model=ae model/score=l2"
+pair choices/rsrae_joint "model=rsrae model.mode=joint model/score=l2_cosine" \
+  choices/ae_l2 "model=ae model/score=l2"
 pair choices/vae_l2 "model=vae model/score=l2" choices/rae_l2 "model=rae model/score=l2"
 pair choices/cae_l2_cosine "model=cae model/score=l2_cosine" \
   choices/rsrae_joint_l2 "model=rsrae model.mode=joint model/score=l2"

@@ -272,12 +272,21 @@ class Versus:
     @classmethod
     def of(cls, groups: Sequence[Group], model: str, metric: str) -> Versus:
         means: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        settings: dict[tuple[str, ...], list[str]] = defaultdict(list)
         for group in groups:
             mean, _ = group.stats(metric)
             if group.keys["model"] == model and mean is not None:
-                means[_split(group)].append(mean)
+                split = _split(group)
+                means[split].append(mean)
+                settings[split].append(_setting(group))
         if not means:
             raise RobustADError(f"--versus {model}: no finished {model} run with {metric}")
+        for found in settings.values():
+            if len(set(found)) > 1:  # averaging two references would compare with neither
+                raise RobustADError(
+                    f"--versus {model}: {len(set(found))} different {model} settings on the "
+                    f"same split ({', '.join(sorted(set(found)))}); keep one in the folder"
+                )
         return cls(model, metric, {split: statistics.fmean(v) for split, v in means.items()})
 
     @property
@@ -301,6 +310,11 @@ class Versus:
 
 def _split(group: Group) -> tuple[str, ...]:
     return tuple(group.keys[key] for key in SPLIT_KEYS)
+
+
+def _setting(group: Group) -> str:
+    """What sets a group apart from others on its split (score, --group-by values)."""
+    return " ".join(f"{k}={v}" for k, v in group.keys.items() if k not in (*SPLIT_KEYS, "model"))
 
 
 def load_published(path: Path) -> list[dict[str, Any]]:
