@@ -161,10 +161,12 @@ def test_checkpoints_from_before_scorer_components_still_load(trained: dict[str,
     """Older checkpoints named the score (`score: l2_cosine`, `rapp_from_input`) and kept its
     statistics at the top level of the state dict; they load as today's components."""
     checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
-    today = build_model(checkpoint)
     x = torch.from_numpy(digits_test_images()).unsqueeze(1).float() / 255.0
     model_cfg = checkpoint["robustad_config"]["model"]
     assert model_cfg["score"]["_target_"] == "robustad.models.scoring.Reconstruction"
+    # Today's node for what a legacy name meant (unsmoothed: smoothing came later).
+    model_cfg["score"] = {**model_cfg["score"], "metric": ["l2", "cosine"], "smoothing": 0.0}
+    today = build_model(checkpoint)
     model_cfg["score"] = "l2_cosine"
     state = checkpoint["state_dict"]
     for key in [k for k in state if k.startswith("score.scaler.")]:
