@@ -271,23 +271,21 @@ class Versus:
 
     @classmethod
     def of(cls, groups: Sequence[Group], model: str, metric: str) -> Versus:
-        means: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        settings: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        # Per split, the reference's mean by setting (its groups differ only in these).
+        found: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
         for group in groups:
             mean, _ = group.stats(metric)
             if group.keys["model"] == model and mean is not None:
-                split = _split(group)
-                means[split].append(mean)
-                settings[split].append(_setting(group))
-        if not means:
+                found[_split(group)][_setting(group)] = mean
+        if not found:
             raise RobustADError(f"--versus {model}: no finished {model} run with {metric}")
-        for found in settings.values():
-            if len(set(found)) > 1:  # averaging two references would compare with neither
+        for by_setting in found.values():
+            if len(by_setting) > 1:  # averaging two references would compare with neither
                 raise RobustADError(
-                    f"--versus {model}: {len(set(found))} different {model} settings on the "
-                    f"same split ({', '.join(sorted(set(found)))}); keep one in the folder"
+                    f"--versus {model}: {len(by_setting)} different {model} settings on the "
+                    f"same split ({', '.join(sorted(by_setting))}); keep one in the folder"
                 )
-        return cls(model, metric, {split: statistics.fmean(v) for split, v in means.items()})
+        return cls(model, metric, {split: next(iter(m.values())) for split, m in found.items()})
 
     @property
     def header(self) -> str:
